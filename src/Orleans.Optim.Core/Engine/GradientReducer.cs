@@ -1,0 +1,54 @@
+using Orleans.Optim.Layout;
+
+namespace Orleans.Optim.Engine;
+
+/// <summary>
+/// Combines the gradients that the workers pushed for one synchronous step.
+/// </summary>
+/// <remarks>
+/// The sum runs in rank order in float32, so the result does not depend on the order in which workers arrive; the mean
+/// divides that sum by the world size. A rank that pushed no gradient for a parameter while others did counts as zeros,
+/// as PyTorch's DistributedDataParallel does for unused parameters. When no rank pushed one, the parameter has no
+/// gradient and is skipped.
+/// </remarks>
+public static class GradientReducer
+{
+    /// <summary>Reduces the per-rank gradients into <paramref name="destination"/>.</summary>
+    /// <param name="perRank">One entry per rank: the gradient, or <see langword="null"/> when that rank had none.</param>
+    /// <param name="reduction">Mean or sum.</param>
+    /// <param name="destination">Receives the result; its length is the slice length.</param>
+    /// <returns>Whether any rank pushed a gradient.</returns>
+    public static bool Reduce(IReadOnlyList<float[]?> perRank, GradientReduction reduction, Span<float> destination)
+    {
+        bool any = false;
+        foreach (float[]? gradient in perRank)
+        {
+            if (gradient is null)
+            {
+                continue;
+            }
+
+            if (!any)
+            {
+                gradient.AsSpan().CopyTo(destination);
+                any = true;
+            }
+            else
+            {
+                System.Numerics.Tensors.TensorPrimitives.Add(destination, gradient, destination);
+            }
+        }
+
+        if (!any)
+        {
+            return false;
+        }
+
+        if (reduction == GradientReduction.Mean && perRank.Count > 1)
+        {
+            System.Numerics.Tensors.TensorPrimitives.Divide(destination, (float)perRank.Count, destination);
+        }
+
+        return true;
+    }
+}
