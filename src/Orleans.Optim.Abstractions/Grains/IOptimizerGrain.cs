@@ -1,0 +1,86 @@
+using Orleans.Optim.Wire;
+
+namespace Orleans.Optim.Grains;
+
+/// <summary>
+/// The coordinator of one named optimizer: holds the param groups, assigns param IDs as torch does, keeps the shard
+/// map, and fans requests out to the shards. Keyed by the optimizer name.
+/// </summary>
+public interface IOptimizerGrain : IGrainWithStringKey
+{
+    /// <summary>
+    /// Creates the optimizer and configures its shards; a repeated call with the same spec returns the existing
+    /// optimizer. The shards then wait for their initial values until <see cref="Activate"/>.
+    /// </summary>
+    /// <exception cref="OptimizerFaultException">The spec is invalid, or the name is taken by a different spec.</exception>
+    Task<OptimizerDescription> Create(OptimizerSpecData spec);
+
+    /// <summary>Checks that every shard has its values and marks the optimizer ready for steps.</summary>
+    Task<OptimizerDescription> Activate();
+
+    /// <summary>Returns the optimizer's structure and hyperparameters.</summary>
+    /// <exception cref="OptimizerFaultException">No such optimizer.</exception>
+    Task<OptimizerDescription> Describe();
+
+    /// <summary>Returns the steps the shards have applied: the smallest and the largest.</summary>
+    Task<(long Min, long Max)> GetStepRange();
+
+    /// <summary>
+    /// Sets <c>param_groups[group][key]</c> and sends the group's new hyperparameters to its shards; it takes effect
+    /// from the next step.
+    /// </summary>
+    /// <param name="group">Group index.</param>
+    /// <param name="key">Hyperparameter name.</param>
+    /// <param name="value">New value, encoded with <c>PythonBinary.Encode</c>.</param>
+    Task<OptimizerDescription> SetHyperparameter(int group, string key, byte[] value);
+
+    /// <summary>
+    /// Commits a <c>load_state_dict</c> whose shard parts were staged under <paramref name="loadId"/>: replaces the
+    /// groups' hyperparameters and makes every shard swap in its staged state.
+    /// </summary>
+    /// <param name="loadId">The id the shard parts were staged under.</param>
+    /// <param name="groups">Each group's loaded hyperparameters, encoded with <c>PythonBinary.EncodeOptions</c>.</param>
+    Task<OptimizerDescription> CommitLoad(Guid loadId, byte[][] groups);
+}
+
+/// <summary>
+/// One shard: a slice of one parameter with its fp32 master values and optimizer state. Keyed by
+/// <c>{optimizer}/{shard index}</c>.
+/// </summary>
+public interface IShardGrain : IGrainWithStringKey
+{
+    /// <summary>Sets the slice and hyperparameters; called by the coordinator at creation.</summary>
+    Task Configure(ShardConfig config);
+
+    /// <summary>Replaces the slice's master values (raw float32 bytes), at creation or between steps.</summary>
+    Task SetValues(byte[] values);
+
+    /// <summary>Returns the shard's progress and host silo.</summary>
+    Task<ShardStatus> GetStatus();
+
+    /// <summary>
+    /// Pushes rank <paramref name="rank"/>'s gradient for synchronous step <paramref name="step"/> and waits until
+    /// every rank's gradient for that step has arrived and the update is applied.
+    /// </summary>
+    /// <param name="step">The step number, one more than the shard's applied steps.</param>
+    /// <param name="rank">The worker's rank in <c>[0, world_size)</c>.</param>
+    /// <param name="gradient">Raw float32 bytes of the slice's gradient, or <see langword="null"/> for no gradient.</param>
+    /// <returns>The slice's new master values, raw float32 bytes.</returns>
+    /// <exception cref="OptimizerFaultException">The push breaks the step protocol, or the step timed out.</exception>
+    Task<byte[]> Step(long step, int rank, byte[]? gradient);
+
+    /// <summary>Replaces the group's hyperparameters from the next step on; called by the coordinator.</summary>
+    Task SetOptions(byte[] groupOptions);
+
+    /// <summary>Returns the slice's values and state at its current step.</summary>
+    Task<ShardSnapshot> Snapshot();
+
+    /// <summary>Stages this shard's part of a <c>load_state_dict</c>; nothing changes until <see cref="CommitLoad"/>.</summary>
+    Task StageLoad(Guid loadId, ShardLoad load);
+
+    /// <summary>Swaps in the state staged under <paramref name="loadId"/> with the loaded group's hyperparameters.</summary>
+    Task CommitLoad(Guid loadId, byte[] groupOptions);
+
+    /// <summary>Drops the state staged under <paramref name="loadId"/>.</summary>
+    Task AbortLoad(Guid loadId);
+}

@@ -1,0 +1,324 @@
+using Orleans.Optim.Algorithms;
+using Orleans.Optim.Engine;
+using Orleans.Optim.Grains;
+using Orleans.Optim.Layout;
+using Orleans.Optim.Python;
+using Orleans.Optim.StateDicts;
+using Orleans.Optim.Tensors;
+using Orleans.Optim.Wire;
+
+namespace Orleans.Optim.Client;
+
+/// <summary>
+/// A worker's handle on a named optimizer held by the cluster, shaped like <c>torch.optim.Optimizer</c>: step with
+/// this worker's gradients, read and set param group hyperparameters, take and load state dicts.
+/// </summary>
+/// <remarks>
+/// Each data-parallel worker creates or attaches its own handle. A synchronous step completes when all
+/// <c>world_size</c> workers pushed their gradients for it. Tensor data goes straight to the shard grains as raw
+/// bytes; the coordinator only holds the structure and hyperparameters. Not thread-safe: one handle per worker.
+/// </remarks>
+public sealed class ClusterOptimizer
+{
+    private const int ConsistentCutAttempts = 100;
+    private static readonly TimeSpan s_consistentCutDelay = TimeSpan.FromMilliseconds(20);
+
+    private readonly IGrainFactory _grains;
+    private OptimizerDescription _description;
+
+    private ClusterOptimizer(IGrainFactory grains, OptimizerDescription description, long stepCount)
+    {
+        _grains = grains;
+        _description = description;
+        Layout = description.ToLayout();
+        Algorithm = OptimizerAlgorithms.Get(description.Spec.Algorithm);
+        StepCount = stepCount;
+    }
+
+    /// <summary>The optimizer's name.</summary>
+    public string Name => _description.Name;
+
+    /// <summary>Parameters with their param IDs and groups, and the shard map.</summary>
+    public OptimizerLayout Layout { get; }
+
+    /// <summary>The algorithm.</summary>
+    public OptimizerAlgorithm Algorithm { get; }
+
+    /// <summary>Number of synchronous steps applied, as this handle last saw it; the next step is one more.</summary>
+    public long StepCount { get; private set; }
+
+    /// <summary>Each group's hyperparameters as of this handle's last request, without <c>params</c>.</summary>
+    public IReadOnlyList<IReadOnlyDictionary<string, object?>> ParamGroups =>
+        _description.Groups.Select(g => (IReadOnlyDictionary<string, object?>)PythonBinary.DecodeOptions(g)).ToList();
+
+    /// <summary>
+    /// Creates the optimizer with its initial parameter values, or attaches to it when one with the same spec exists.
+    /// </summary>
+    /// <param name="grains">The cluster client's grain factory.</param>
+    /// <param name="name">Optimizer name, such as <c>run-42</c>.</param>
+    /// <param name="spec">Algorithm, hyperparameters, param groups and data-parallel settings.</param>
+    /// <param name="initialValues">Initial values per parameter in param-ID order (over the groups, in order).</param>
+    /// <param name="cancellationToken">Cancels waiting; requests already sent still complete.</param>
+    /// <exception cref="ArgumentException">The initial values do not match the parameters.</exception>
+    /// <exception cref="InvalidHyperparameterException">A hyperparameter fails torch's checks.</exception>
+    /// <exception cref="OptimizerFaultException">The spec is invalid or the name is taken by another spec.</exception>
+    public static async Task<ClusterOptimizer> CreateAsync(
+        IGrainFactory grains,
+        string name,
+        OptimizerSpec spec,
+        IReadOnlyList<float[]> initialValues,
+        CancellationToken cancellationToken = default)
+    {
+        if (ShardKeys.Validate(name) is { } invalidName)
+        {
+            throw new ArgumentException(invalidName, nameof(name));
+        }
+
+        var description = await Translate(() => Coordinator(grains, name).Create(spec.ToData()));
+        var layout = description.ToLayout();
+        if (description.Status == OptimizerStatus.Ready)
+        {
+            var (_, max) = await Coordinator(grains, name).GetStepRange();
+            return new ClusterOptimizer(grains, description, max);
+        }
+
+        CheckValues(layout, initialValues, nameof(initialValues));
+        await Task.WhenAll(layout.Shards.Select(shard =>
+            Shard(grains, name, shard.Index).SetValues(SliceBytes(initialValues[(int)shard.ParamId], shard))));
+        cancellationToken.ThrowIfCancellationRequested();
+
+        description = await Translate(() => Coordinator(grains, name).Activate());
+        return new ClusterOptimizer(grains, description, 0);
+    }
+
+    /// <summary>
+    /// Attaches to an existing optimizer, waiting up to <paramref name="waitForReady"/> for its creation to finish.
+    /// </summary>
+    /// <exception cref="OptimizerFaultException">No such optimizer, or it did not become ready in time.</exception>
+    public static async Task<ClusterOptimizer> AttachAsync(
+        IGrainFactory grains,
+        string name,
+        TimeSpan? waitForReady = null,
+        CancellationToken cancellationToken = default)
+    {
+        var deadline = DateTime.UtcNow + (waitForReady ?? TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            OptimizerDescription? description = null;
+            try
+            {
+                description = await Coordinator(grains, name).Describe();
+            }
+            catch (OptimizerFaultException e) when (e.Fault == OptimizerFault.NotFound && DateTime.UtcNow < deadline)
+            {
+            }
+
+            if (description?.Status == OptimizerStatus.Ready)
+            {
+                var (min, _) = await Coordinator(grains, name).GetStepRange();
+                return new ClusterOptimizer(grains, description, min);
+            }
+
+            if (DateTime.UtcNow >= deadline)
+            {
+                throw new OptimizerFaultException(
+                    OptimizerFault.NotReady,
+                    $"Optimizer '{name}' did not become ready within {(waitForReady ?? TimeSpan.FromSeconds(30)).TotalSeconds:0.#} s: the creating worker has not sent all initial values.");
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(50), cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Pushes this worker's gradients for the next synchronous step and returns the new parameter values once every
+    /// worker's gradients are in and the update is applied.
+    /// </summary>
+    /// <param name="rank">This worker's rank in <c>[0, world_size)</c>.</param>
+    /// <param name="gradients">One gradient per parameter in param-ID order; <see langword="null"/> where the parameter has no gradient.</param>
+    /// <param name="cancellationToken">Cancels waiting for the reply; the push itself is not withdrawn.</param>
+    /// <returns>Every parameter's new values, in param-ID order.</returns>
+    /// <exception cref="ArgumentException">The gradients do not match the parameters; nothing was sent.</exception>
+    /// <exception cref="OptimizerFaultException">The step was rejected or timed out; <see cref="StepCount"/> stays.</exception>
+    public async Task<float[][]> StepAsync(int rank, IReadOnlyList<float[]?> gradients, CancellationToken cancellationToken = default)
+    {
+        if (rank < 0 || rank >= Layout.WorldSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(rank), rank, $"Invalid rank {rank}: expected 0 <= rank < world_size = {Layout.WorldSize}.");
+        }
+
+        CheckValues(Layout, gradients, nameof(gradients));
+        long step = StepCount + 1;
+        var replies = await Task.WhenAll(Layout.Shards.Select(shard =>
+        {
+            float[]? gradient = gradients[(int)shard.ParamId];
+            return Shard(shard.Index).Step(step, rank, gradient is null ? null : SliceBytes(gradient, shard));
+        })).WaitAsync(cancellationToken);
+
+        StepCount = step;
+        return Assemble(replies);
+    }
+
+    /// <summary>Returns every parameter's current values, in param-ID order.</summary>
+    public async Task<float[][]> GetParametersAsync()
+    {
+        var snapshots = await ConsistentSnapshotsAsync();
+        return Assemble(snapshots.Select(s => s.Values).ToArray());
+    }
+
+    /// <summary>Replaces every parameter's values, in param-ID order; call it between steps.</summary>
+    /// <exception cref="ArgumentException">The values do not match the parameters; nothing changes.</exception>
+    public async Task SetParametersAsync(IReadOnlyList<float[]> values)
+    {
+        CheckValues(Layout, values, nameof(values));
+        await Task.WhenAll(Layout.Shards.Select(shard => Shard(shard.Index).SetValues(SliceBytes(values[(int)shard.ParamId], shard))));
+    }
+
+    /// <summary>Returns the current param groups' hyperparameters, without <c>params</c>.</summary>
+    public async Task<IReadOnlyList<IReadOnlyDictionary<string, object?>>> GetParamGroupsAsync()
+    {
+        _description = await Translate(() => CoordinatorGrain.Describe());
+        return ParamGroups;
+    }
+
+    /// <summary>Sets <c>param_groups[group][key] = value</c>; it takes effect from the next step on every shard of the group.</summary>
+    /// <param name="group">Group index.</param>
+    /// <param name="key">Hyperparameter name, such as <c>lr</c>.</param>
+    /// <param name="value">Python-typed value (see <see cref="PythonValues"/>): a double for a float, a long for an int, an object array for a tuple.</param>
+    /// <exception cref="InvalidHyperparameterException">The value fails torch's checks; nothing changes.</exception>
+    public async Task SetHyperparameterAsync(int group, string key, object? value)
+    {
+        _description = await Translate(() => CoordinatorGrain.SetHyperparameter(group, key, PythonBinary.Encode(value)));
+    }
+
+    /// <summary>
+    /// Returns torch's <c>optimizer.state_dict()</c>, gathered from every shard at one step.
+    /// </summary>
+    /// <exception cref="OptimizerFaultException">The shards kept moving between steps and no consistent cut was found.</exception>
+    public async Task<OptimizerStateDict> StateDictAsync()
+    {
+        _description = await Translate(() => CoordinatorGrain.Describe());
+        var snapshots = await ConsistentSnapshotsAsync();
+        var slices = Layout.Shards.Select(shard =>
+        {
+            var snapshot = snapshots[shard.Index];
+            return new SliceSnapshot(shard, SliceStateBinary.Decode(snapshot.State), new StateOrderKey(snapshot.OrderStep, snapshot.OrderPosition));
+        }).ToList();
+        return StateDictAssembler.Assemble(Layout, ParamGroups, slices);
+    }
+
+    /// <summary>
+    /// Loads a state dict as torch's <c>load_state_dict</c>: checks all of it first, then replaces the hyperparameters
+    /// and state on every shard. Parameter values are not part of an optimizer state dict and stay.
+    /// </summary>
+    /// <exception cref="StateDictException">The state dict does not fit; nothing changes.</exception>
+    public async Task LoadStateDictAsync(OptimizerStateDict stateDict)
+    {
+        _description = await Translate(() => CoordinatorGrain.Describe());
+        var defaults = PythonBinary.DecodeOptions(_description.Defaults);
+        var plan = LoadPlan.Create(Algorithm, Layout, defaults, stateDict);
+
+        var loadId = Guid.NewGuid();
+        try
+        {
+            await Task.WhenAll(Layout.Shards.Select(shard =>
+            {
+                var key = plan.OrderKeyOf(shard.ParamId);
+                return Shard(shard.Index).StageLoad(loadId, new ShardLoad(SliceStateBinary.Encode(plan.SliceFor(shard)), key.Step, key.Position));
+            }));
+        }
+        catch
+        {
+            await Task.WhenAll(Layout.Shards.Select(shard => Shard(shard.Index).AbortLoad(loadId)));
+            throw;
+        }
+
+        _description = await Translate(() => CoordinatorGrain.CommitLoad(loadId, plan.Groups.Select(PythonBinary.EncodeOptions).ToArray()));
+    }
+
+    /// <summary>Returns where each shard lives: shard index to the silo's identity, for diagnostics and tests.</summary>
+    public async Task<IReadOnlyList<ShardStatus>> GetShardStatusesAsync() =>
+        await Task.WhenAll(Layout.Shards.Select(shard => Shard(shard.Index).GetStatus()));
+
+    private IOptimizerGrain CoordinatorGrain => Coordinator(_grains, Name);
+
+    private async Task<ShardSnapshot[]> ConsistentSnapshotsAsync()
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            var snapshots = await Task.WhenAll(Layout.Shards.Select(shard => Shard(shard.Index).Snapshot()));
+            long min = snapshots.Min(s => s.Step);
+            long max = snapshots.Max(s => s.Step);
+            if (min == max)
+            {
+                return snapshots;
+            }
+
+            if (attempt == ConsistentCutAttempts)
+            {
+                throw new OptimizerFaultException(
+                    OptimizerFault.Inconsistent,
+                    $"Optimizer '{Name}': shards stayed at different steps ({min} to {max}) over {ConsistentCutAttempts} attempts. " +
+                    "Take the state dict between steps, for example from a worker right after its step returns.");
+            }
+
+            await Task.Delay(s_consistentCutDelay);
+        }
+    }
+
+    private float[][] Assemble(IReadOnlyList<byte[]> shardValues)
+    {
+        var result = Layout.Parameters.Select(p => new float[p.NumElements]).ToArray();
+        foreach (var shard in Layout.Shards)
+        {
+            var values = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(shardValues[shard.Index].AsSpan());
+            values.CopyTo(result[(int)shard.ParamId].AsSpan((int)shard.Offset, shard.Length));
+        }
+
+        return result;
+    }
+
+    private IShardGrain Shard(int index) => Shard(_grains, Name, index);
+
+    private static IShardGrain Shard(IGrainFactory grains, string name, int index) => grains.GetGrain<IShardGrain>(ShardKeys.For(name, index));
+
+    private static IOptimizerGrain Coordinator(IGrainFactory grains, string name) => grains.GetGrain<IOptimizerGrain>(name);
+
+    private static byte[] SliceBytes(float[] values, ShardInfo shard) => FloatBytes.ToBytes(values.AsSpan((int)shard.Offset, shard.Length));
+
+    private static void CheckValues(OptimizerLayout layout, IReadOnlyList<float[]?> values, string argumentName)
+    {
+        if (values.Count != layout.Parameters.Count)
+        {
+            throw new ArgumentException($"Expected {layout.Parameters.Count} tensors (one per parameter, in param-ID order), found {values.Count}.", argumentName);
+        }
+
+        foreach (var parameter in layout.Parameters)
+        {
+            float[]? tensor = values[(int)parameter.Id];
+            if (tensor is not null && tensor.LongLength != parameter.NumElements)
+            {
+                string name = parameter.Name is null ? string.Empty : $" ('{parameter.Name}')";
+                throw new ArgumentException(
+                    $"Tensor for param {parameter.Id}{name} has {tensor.Length} elements; its shape {Tensor.FormatShape(parameter.Shape)} needs {parameter.NumElements}.",
+                    argumentName);
+            }
+        }
+    }
+
+    private static async Task<T> Translate<T>(Func<Task<T>> request)
+    {
+        try
+        {
+            return await request();
+        }
+        catch (OptimizerFaultException e) when (e.Fault == OptimizerFault.InvalidHyperparameter)
+        {
+            throw new InvalidHyperparameterException(e.Message, e.Path ?? string.Empty);
+        }
+        catch (OptimizerFaultException e) when (e.Fault == OptimizerFault.StateDictMismatch)
+        {
+            throw new StateDictException(e.Message, e);
+        }
+    }
+}

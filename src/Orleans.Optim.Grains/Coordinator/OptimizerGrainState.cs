@@ -1,0 +1,20 @@
+using Orleans.Optim.Wire;
+
+namespace Orleans.Optim.Coordinator;
+
+/// <summary>What the coordinator keeps in grain storage.</summary>
+[GenerateSerializer]
+public sealed class OptimizerGrainState
+{
+    /// <summary>Life cycle status.</summary>
+    [Id(0)] public OptimizerStatus Status { get; set; }
+
+    /// <summary>The spec the optimizer was created with.</summary>
+    [Id(1)] public OptimizerSpecData? Spec { get; set; }
+
+    /// <summary>Torch's <c>optimizer.defaults</c>, encoded.</summary>
+    [Id(2)] public byte[] Defaults { get; set; } = [];
+
+    /// <summary>Each group's hyperparameters (without <c>params</c>), encoded.</summary>
+    [Id(3)] public byte[][] Groups { get; set; } = [];
+}

@@ -1,0 +1,354 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Orleans.Concurrency;
+using Orleans.Optim.Algorithms;
+using Orleans.Optim.Engine;
+using Orleans.Optim.Grains;
+using Orleans.Optim.Hosting;
+using Orleans.Optim.Layout;
+using Orleans.Optim.Placement;
+using Orleans.Optim.Python;
+using Orleans.Optim.Tensors;
+using Orleans.Optim.Wire;
+using Orleans.Runtime;
+
+namespace Orleans.Optim.Shards;
+
+/// <summary>
+/// A slice of one parameter with its fp32 master values and optimizer state. It collects every rank's gradient for a
+/// synchronous step, reduces them in rank order, applies the update and returns the new values to every rank.
+/// </summary>
+/// <remarks>
+/// The grain is reentrant so that ranks can wait for each other inside <see cref="Step"/>; every state change still
+/// happens on one grain turn, between awaits, so no two changes interleave. The update kernel runs on that turn.
+/// </remarks>
+[Reentrant]
+[SpreadShardsPlacement]
+[CollectionAgeLimit(AlwaysActive = true)]
+internal sealed partial class ShardGrain(
+    [PersistentState("shard", OptimizerSiloBuilderExtensions.StorageName)] IPersistentState<ShardGrainState> persisted,
+    IOptions<ShardOptions> options,
+    ILogger<ShardGrain> logger) : Grain, IShardGrain
+{
+    private readonly ShardOptions _options = options.Value;
+    private readonly Dictionary<Guid, (SliceState? State, StateOrderKey OrderKey)> _stagedLoads = [];
+    private ParameterSlice? _slice;
+    private PendingStep? _pending;
+    private long _step;
+    private long _stepsSincePersist;
+
+    /// <inheritdoc/>
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        var saved = persisted.State;
+        if (saved.Config is not null && saved.Values is not null)
+        {
+            _slice = CreateSlice(saved.Config, FloatBytes.ToFloats(saved.Values));
+            _slice.Replace(null, SliceStateBinary.Decode(saved.State), new StateOrderKey(saved.OrderStep, saved.OrderPosition), _slice.Options);
+            _step = saved.Step;
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc/>
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        if (_slice is not null && _stepsSincePersist > 0)
+        {
+            await PersistAsync();
+        }
+    }
+
+    /// <inheritdoc/>
+    public async Task Configure(ShardConfig config)
+    {
+        var current = persisted.State.Config;
+        if (current is not null && current.Shard == config.Shard && current.Algorithm == config.Algorithm
+            && current.WorldSize == config.WorldSize && current.Reduction == config.Reduction && current.GroupIndex == config.GroupIndex)
+        {
+            // A repeated create: keep values, only refresh the hyperparameters.
+            persisted.State.Config = config;
+            _slice?.SetOptions(ParseOptions(config));
+            await persisted.WriteStateAsync();
+            return;
+        }
+
+        ParseOptions(config);
+        _pending?.Fail(new OptimizerFaultException(OptimizerFault.Inconsistent, $"Shard {this.GetPrimaryKeyString()} was reconfigured during a step."));
+        _pending = null;
+        _slice = null;
+        _step = 0;
+        persisted.State = new ShardGrainState { Config = config };
+        await persisted.WriteStateAsync();
+    }
+
+    /// <inheritdoc/>
+    public async Task SetValues(byte[] values)
+    {
+        var config = persisted.State.Config ?? throw NotConfigured();
+        if (values.Length != (long)config.Shard.Length * sizeof(float))
+        {
+            throw new OptimizerFaultException(
+                OptimizerFault.InvalidArgument,
+                $"Values for shard {config.Shard.Index} (param {config.Shard.ParamId}, elements {config.Shard.Offset}..{config.Shard.Offset + config.Shard.Length}) " +
+                $"have {values.Length} bytes; expected {config.Shard.Length * sizeof(float)} (float32).");
+        }
+
+        if (_pending is not null)
+        {
+            throw new OptimizerFaultException(
+                OptimizerFault.InvalidArgument,
+                $"Cannot set the values of shard {config.Shard.Index} while step {_pending.Step} is collecting gradients; set them between steps.");
+        }
+
+        float[] floats = FloatBytes.ToFloats(values);
+        if (_slice is null)
+        {
+            _slice = CreateSlice(config, floats);
+        }
+        else
+        {
+            _slice.Replace(floats, _slice.State, _slice.OrderKey, _slice.Options);
+        }
+
+        await PersistAsync();
+    }
+
+    /// <inheritdoc/>
+    public Task<ShardStatus> GetStatus() =>
+        Task.FromResult(new ShardStatus(persisted.State.Config is not null, _slice is not null, _step, RuntimeIdentity));
+
+    /// <inheritdoc/>
+    public async Task<byte[]> Step(long step, int rank, byte[]? gradient)
+    {
+        var config = persisted.State.Config ?? throw NotConfigured();
+        var slice = _slice ?? throw new OptimizerFaultException(
+            OptimizerFault.NotReady,
+            $"Shard {config.Shard.Index} of optimizer '{config.Optimizer}' has no values yet: finish creating the optimizer before stepping.");
+
+        if (rank < 0 || rank >= config.WorldSize)
+        {
+            throw Rejected(config, $"Invalid rank {rank}: expected 0 <= rank < world_size = {config.WorldSize}.");
+        }
+
+        if (step <= _step)
+        {
+            throw Rejected(config, $"Step {step} from rank {rank} is already applied: the optimizer is at step {_step}, so the next step is {_step + 1}.");
+        }
+
+        if (step > _step + 1)
+        {
+            throw Rejected(config, $"Step {step} from rank {rank} is too far ahead: the optimizer is at step {_step}, so the next step is {_step + 1}.");
+        }
+
+        if (gradient is not null && gradient.Length != (long)config.Shard.Length * sizeof(float))
+        {
+            throw Rejected(
+                config,
+                $"Gradient from rank {rank} for param {config.Shard.ParamId}, elements {config.Shard.Offset}..{config.Shard.Offset + config.Shard.Length}, " +
+                $"has {gradient.Length} bytes; expected {config.Shard.Length * sizeof(float)} (float32).");
+        }
+
+        var pending = _pending ??= StartPendingStep(step, config);
+        if (pending.Received[rank])
+        {
+            throw Rejected(config, $"Rank {rank} already pushed its gradient for step {step}: push once per step.");
+        }
+
+        pending.Received[rank] = true;
+        pending.Gradients[rank] = gradient is null ? null : FloatBytes.ToFloats(gradient);
+        pending.Count++;
+
+        if (pending.Count == config.WorldSize)
+        {
+            await ApplyAsync(pending, slice, config);
+        }
+
+        return await pending.Completion.Task;
+    }
+
+    /// <inheritdoc/>
+    public async Task SetOptions(byte[] groupOptions)
+    {
+        var config = persisted.State.Config ?? throw NotConfigured();
+        var updated = config with { GroupOptions = groupOptions };
+        var parsed = ParseOptions(updated);
+        persisted.State.Config = updated;
+        _slice?.SetOptions(parsed);
+        await PersistAsync();
+    }
+
+    /// <inheritdoc/>
+    public Task<ShardSnapshot> Snapshot()
+    {
+        var config = persisted.State.Config ?? throw NotConfigured();
+        var slice = _slice ?? throw new OptimizerFaultException(
+            OptimizerFault.NotReady, $"Shard {config.Shard.Index} of optimizer '{config.Optimizer}' has no values yet.");
+        return Task.FromResult(new ShardSnapshot(
+            _step,
+            FloatBytes.ToBytes(slice.Values),
+            SliceStateBinary.Encode(slice.State),
+            slice.OrderKey.Step,
+            slice.OrderKey.Position));
+    }
+
+    /// <inheritdoc/>
+    public Task StageLoad(Guid loadId, ShardLoad load)
+    {
+        var config = persisted.State.Config ?? throw NotConfigured();
+        SliceState? state;
+        try
+        {
+            state = SliceStateBinary.Decode(load.State);
+        }
+        catch (FormatException e)
+        {
+            throw new OptimizerFaultException(OptimizerFault.InvalidArgument, $"Invalid staged state for shard {config.Shard.Index}: {e.Message}");
+        }
+
+        var lengths = state?.Entries.Where(e => e.Kind == StateValueKind.ParamTensor).Select(e => e.Values!.Length).Distinct().ToList() ?? [];
+        if (lengths.Any(length => length != config.Shard.Length))
+        {
+            throw new OptimizerFaultException(
+                OptimizerFault.InvalidArgument,
+                $"Staged state for shard {config.Shard.Index} has tensors of {string.Join(", ", lengths)} elements; expected {config.Shard.Length}.");
+        }
+
+        _stagedLoads[loadId] = (state, new StateOrderKey(load.OrderStep, load.OrderPosition));
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc/>
+    public async Task CommitLoad(Guid loadId, byte[] groupOptions)
+    {
+        var config = persisted.State.Config ?? throw NotConfigured();
+        var slice = _slice ?? throw new OptimizerFaultException(OptimizerFault.NotReady, $"Shard {config.Shard.Index} has no values yet.");
+        if (!_stagedLoads.Remove(loadId, out var staged))
+        {
+            throw new OptimizerFaultException(
+                OptimizerFault.Inconsistent,
+                $"Shard {config.Shard.Index} has no staged load {loadId}; it may have restarted. Run load_state_dict again.");
+        }
+
+        var updated = config with { GroupOptions = groupOptions };
+        slice.Replace(null, staged.State, staged.OrderKey, ParseOptions(updated));
+        persisted.State.Config = updated;
+        await PersistAsync();
+    }
+
+    /// <inheritdoc/>
+    public Task AbortLoad(Guid loadId)
+    {
+        _stagedLoads.Remove(loadId);
+        return Task.CompletedTask;
+    }
+
+    private PendingStep StartPendingStep(long step, ShardConfig config)
+    {
+        var pending = new PendingStep(step, config.WorldSize);
+        _ = ExpireAsync(pending, config);
+        return pending;
+    }
+
+    private async Task ExpireAsync(PendingStep pending, ShardConfig config)
+    {
+        await Task.Delay(_options.StepTimeout);
+        if (!ReferenceEquals(_pending, pending) || pending.Completion.Task.IsCompleted)
+        {
+            return;
+        }
+
+        _pending = null;
+        var missing = Enumerable.Range(0, config.WorldSize).Where(r => !pending.Received[r]).ToList();
+        LogStepTimedOut(logger, config.Optimizer, config.Shard.Index, pending.Step, string.Join(", ", missing));
+        pending.Fail(new OptimizerFaultException(
+            OptimizerFault.StepTimedOut,
+            $"Step {pending.Step} of optimizer '{config.Optimizer}' timed out after {_options.StepTimeout.TotalSeconds:0.#} s waiting for " +
+            $"rank(s) {string.Join(", ", missing)}. The optimizer stays at step {pending.Step - 1}; push step {pending.Step} again from every rank."));
+    }
+
+    private async Task ApplyAsync(PendingStep pending, ParameterSlice slice, ShardConfig config)
+    {
+        _pending = null;
+        try
+        {
+            var reduced = new float[config.Shard.Length];
+            bool hasGradient = GradientReducer.Reduce(pending.Gradients, (GradientReduction)config.Reduction, reduced);
+            slice.Step(reduced, hasGradient, pending.Step, KernelPaths.Default);
+            _step = pending.Step;
+            _stepsSincePersist++;
+            pending.Completion.SetResult(FloatBytes.ToBytes(slice.Values));
+        }
+        catch (Exception e)
+        {
+            LogStepFailed(logger, e, config.Optimizer, config.Shard.Index, pending.Step);
+            pending.Fail(new OptimizerFaultException(OptimizerFault.Inconsistent, $"Step {pending.Step} failed on shard {config.Shard.Index}: {e.Message}", e));
+            return;
+        }
+
+        if (_options.PersistEverySteps > 0 && _stepsSincePersist >= _options.PersistEverySteps)
+        {
+            await PersistAsync();
+        }
+    }
+
+    private async Task PersistAsync()
+    {
+        var state = persisted.State;
+        if (_slice is not null)
+        {
+            state.Values = FloatBytes.ToBytes(_slice.Values);
+            state.State = SliceStateBinary.Encode(_slice.State);
+            state.OrderStep = _slice.OrderKey.Step;
+            state.OrderPosition = _slice.OrderKey.Position;
+        }
+
+        state.Step = _step;
+        await persisted.WriteStateAsync();
+        _stepsSincePersist = 0;
+    }
+
+    private static ParameterSlice CreateSlice(ShardConfig config, float[] values) =>
+        new(OptimizerAlgorithms.Get(config.Algorithm), ParseOptions(config), config.Shard.ParamId, values);
+
+    private static AlgorithmOptions ParseOptions(ShardConfig config)
+    {
+        try
+        {
+            return OptimizerAlgorithms.Get(config.Algorithm).ParseOptions(PythonBinary.DecodeOptions(config.GroupOptions), config.GroupIndex);
+        }
+        catch (InvalidHyperparameterException e)
+        {
+            throw new OptimizerFaultException(OptimizerFault.InvalidHyperparameter, e.Reason) { Path = e.ParamName };
+        }
+    }
+
+    private OptimizerFaultException NotConfigured() =>
+        new(OptimizerFault.NotFound, $"Shard '{this.GetPrimaryKeyString()}' is not part of any optimizer: create the optimizer first.");
+
+    private static OptimizerFaultException Rejected(ShardConfig config, string reason) =>
+        new(OptimizerFault.StepRejected, $"Optimizer '{config.Optimizer}', shard {config.Shard.Index}: {reason}");
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Step {Step} of optimizer {Optimizer} timed out on shard {Shard}; missing ranks {MissingRanks}")]
+    private static partial void LogStepTimedOut(ILogger logger, string optimizer, int shard, long step, string missingRanks);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Step {Step} of optimizer {Optimizer} failed on shard {Shard}")]
+    private static partial void LogStepFailed(ILogger logger, Exception exception, string optimizer, int shard, long step);
+
+    /// <summary>The gradients collected so far for one synchronous step.</summary>
+    private sealed class PendingStep(long step, int worldSize)
+    {
+        public long Step { get; } = step;
+
+        public bool[] Received { get; } = new bool[worldSize];
+
+        public float[]?[] Gradients { get; } = new float[worldSize][];
+
+        public int Count { get; set; }
+
+        public TaskCompletionSource<byte[]> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Fail(Exception exception) => Completion.TrySetException(exception);
+    }
+}

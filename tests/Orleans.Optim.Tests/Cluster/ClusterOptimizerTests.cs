@@ -1,0 +1,165 @@
+using Orleans.Optim.Cli.Conformance;
+using Orleans.Optim.Client;
+using Orleans.Optim.Engine;
+using Orleans.Optim.Layout;
+using Orleans.Optim.Tests.Infrastructure;
+using Orleans.Optim.Wire;
+
+namespace Orleans.Optim.Tests.Cluster;
+
+[Collection(ClusterCollection.Name)]
+public sealed class ClusterOptimizerTests(ClusterFixture fixture)
+{
+    private static int s_names;
+
+    private static string NewName(string prefix) => $"{prefix}-{Interlocked.Increment(ref s_names)}";
+
+    private static OptimizerSpec AdamSpec(int worldSize, int maxShardElements, params long[][] shapes) => new()
+    {
+        Algorithm = "Adam",
+        DefaultOptions = [new("lr", 0.01)],
+        Groups = [new ParamGroupSpec([], shapes.Select((s, i) => new ParameterSpec($"p{i}", s)).ToList())],
+        WorldSize = worldSize,
+        MaxShardElements = maxShardElements,
+    };
+
+    [Fact]
+    public async Task SplitParameterSpansBothSilos()
+    {
+        // A 2048-element parameter in shards of 300 elements: 7 shards, which the placement spreads over both silos.
+        var spec = AdamSpec(1, 300, [32, 64], [32]);
+        var optimizer = await ClusterOptimizer.CreateAsync(fixture.Client, NewName("spread"), spec, [new float[2048], new float[32]]);
+
+        var statuses = await optimizer.GetShardStatusesAsync();
+        var siloOfShard = optimizer.Layout.Shards.Zip(statuses).Where(pair => pair.First.ParamId == 0).Select(pair => pair.Second.Silo).ToList();
+
+        Assert.Equal(7, siloOfShard.Count);
+        Assert.Equal(2, siloOfShard.Distinct().Count());
+        Assert.Equal(2, fixture.Cluster.GetActiveSilos().Count());
+    }
+
+    [Fact]
+    public async Task MeanOfWorkersMatchesLocalReplay()
+    {
+        const int worldSize = 4;
+        var spec = AdamSpec(worldSize, 5, [3, 5], [7]);
+        var random = new Random(7);
+        float[][] initial = [RandomVector(random, 15), RandomVector(random, 7)];
+        var creator = await ClusterOptimizer.CreateAsync(fixture.Client, NewName("mean"), spec, initial);
+        var workers = new List<ClusterOptimizer> { creator };
+        for (int rank = 1; rank < worldSize; rank++)
+        {
+            workers.Add(await ClusterOptimizer.AttachAsync(fixture.Client, creator.Name));
+        }
+
+        var local = new LocalOptimizer(spec, initial.Select(v => (float[])v.Clone()).ToList());
+        for (int step = 0; step < 4; step++)
+        {
+            var perRank = Enumerable.Range(0, worldSize).Select(_ => new[] { RandomVector(random, 15), RandomVector(random, 7) }).ToList();
+            var results = await Task.WhenAll(workers.Select((w, rank) => w.StepAsync(rank, perRank[rank])));
+
+            // The reference reduces as the shards do: sum in rank order, then divide by the world size.
+            var mean = new float[2][];
+            for (int p = 0; p < 2; p++)
+            {
+                var reduced = new float[perRank[0][p].Length];
+                GradientReducer.Reduce(perRank.Select(g => (float[]?)g[p]).ToList(), GradientReduction.Mean, reduced);
+                mean[p] = reduced;
+            }
+
+            local.Step(mean);
+            foreach (var result in results)
+            {
+                Assert.Null(StateDictComparison.ArrayDifference(local.Parameter(0), result[0]));
+                Assert.Null(StateDictComparison.ArrayDifference(local.Parameter(1), result[1]));
+            }
+        }
+
+        Assert.Null(StateDictComparison.FirstDifference(local.StateDict(), await creator.StateDictAsync()));
+    }
+
+    [Fact]
+    public async Task DuplicateRankRejectedStateKept()
+    {
+        var spec = AdamSpec(2, 1000, [4]);
+        var optimizer = await ClusterOptimizer.CreateAsync(fixture.Client, NewName("duplicate"), spec, [new float[4]]);
+        var other = await ClusterOptimizer.AttachAsync(fixture.Client, optimizer.Name);
+        var before = await optimizer.StateDictAsync();
+
+        var first = optimizer.StepAsync(0, [[1f, 2f, 3f, 4f]]);
+        var duplicate = await Assert.ThrowsAsync<OptimizerFaultException>(() => other.StepAsync(0, [[1f, 2f, 3f, 4f]]));
+        Assert.Equal(OptimizerFault.StepRejected, duplicate.Fault);
+        Assert.Contains("Rank 0 already pushed its gradient for step 1", duplicate.Message);
+
+        await other.StepAsync(1, [[1f, 1f, 1f, 1f]]);
+        await first;
+        Assert.NotNull(StateDictComparison.FirstDifference(before, await optimizer.StateDictAsync()));
+        Assert.Equal(1, optimizer.StepCount);
+    }
+
+    [Fact]
+    public async Task BadRankAndLengthRejected()
+    {
+        var spec = AdamSpec(1, 1000, [4]);
+        var optimizer = await ClusterOptimizer.CreateAsync(fixture.Client, NewName("bad-push"), spec, [new float[4]]);
+        var shard = fixture.Client.GetGrain<Grains.IShardGrain>(Grains.ShardKeys.For(optimizer.Name, 0));
+
+        var badRank = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(1, 1, new byte[16]));
+        Assert.Contains("Invalid rank 1: expected 0 <= rank < world_size = 1", badRank.Message);
+
+        var badLength = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(1, 0, new byte[12]));
+        Assert.Contains("has 12 bytes; expected 16", badLength.Message);
+
+        var ahead = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(3, 0, new byte[16]));
+        Assert.Contains("Step 3 from rank 0 is too far ahead: the optimizer is at step 0", ahead.Message);
+
+        await optimizer.StepAsync(0, [[1f, 1f, 1f, 1f]]);
+        var stale = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(1, 0, new byte[16]));
+        Assert.Contains("Step 1 from rank 0 is already applied", stale.Message);
+        Assert.Equal(1, (await shard.GetStatus()).Step);
+    }
+
+    [Fact]
+    public async Task StragglerTimesOutNamingRank()
+    {
+        var spec = AdamSpec(3, 1000, [4]);
+        var optimizer = await ClusterOptimizer.CreateAsync(fixture.Client, NewName("straggler"), spec, [new float[4]]);
+        var before = await optimizer.StateDictAsync();
+
+        var error = await Assert.ThrowsAsync<OptimizerFaultException>(() => optimizer.StepAsync(1, [[1f, 2f, 3f, 4f]]));
+
+        Assert.Equal(OptimizerFault.StepTimedOut, error.Fault);
+        Assert.Contains("waiting for rank(s) 0, 2", error.Message);
+        Assert.Equal(0, optimizer.StepCount);
+        Assert.Null(StateDictComparison.FirstDifference(before, await optimizer.StateDictAsync()));
+    }
+
+    [Fact]
+    public async Task CreateConflictRejected()
+    {
+        string name = NewName("conflict");
+        await ClusterOptimizer.CreateAsync(fixture.Client, name, AdamSpec(1, 1000, [4]), [new float[4]]);
+
+        var again = await ClusterOptimizer.CreateAsync(fixture.Client, name, AdamSpec(1, 1000, [4]), [new float[4]]);
+        var conflict = await Assert.ThrowsAsync<OptimizerFaultException>(() => ClusterOptimizer.CreateAsync(fixture.Client, name, AdamSpec(2, 1000, [4]), [new float[4]]));
+
+        Assert.Equal(name, again.Name);
+        Assert.Equal(OptimizerFault.Conflict, conflict.Fault);
+        Assert.Contains($"Optimizer '{name}' already exists with a different spec", conflict.Message);
+    }
+
+    [Fact]
+    public async Task InvalidLearningRateRejectedUnchanged()
+    {
+        var optimizer = await ClusterOptimizer.CreateAsync(fixture.Client, NewName("bad-lr"), AdamSpec(1, 1000, [4]), [new float[4]]);
+
+        var error = await Assert.ThrowsAsync<Algorithms.InvalidHyperparameterException>(() => optimizer.SetHyperparameterAsync(0, "lr", -0.5));
+        var groups = await optimizer.GetParamGroupsAsync();
+
+        Assert.StartsWith("Invalid learning rate: -0.5 in param_groups[0]['lr']; expected a value >= 0.0.", error.Message);
+        Assert.Equal(0.01, groups[0]["lr"]);
+    }
+
+    private static float[] RandomVector(Random random, int length) =>
+        Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+}
