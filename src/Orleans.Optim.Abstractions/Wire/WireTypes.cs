@@ -121,13 +121,15 @@ public sealed record ShardConfig
 /// <param name="Configured">Whether the coordinator configured it.</param>
 /// <param name="HasValues">Whether it holds parameter values.</param>
 /// <param name="Step">Number of synchronous steps applied.</param>
-/// <param name="Silo">Address of the silo that hosts the shard, for diagnostics.</param>
+/// <param name="Silo">Identity of the silo that hosts the shard, for diagnostics.</param>
+/// <param name="PendingRanks">Ranks whose gradients for the next step have arrived, while that step waits for the others.</param>
 [GenerateSerializer, Immutable]
 public sealed record ShardStatus(
     [property: Id(0)] bool Configured,
     [property: Id(1)] bool HasValues,
     [property: Id(2)] long Step,
-    [property: Id(3)] string Silo);
+    [property: Id(3)] string Silo,
+    [property: Id(4)] int[] PendingRanks);
 
 /// <summary>A shard's values and state at one step, for a state dict.</summary>
 /// <param name="Step">The step the snapshot was taken at.</param>

@@ -117,7 +117,12 @@ internal sealed partial class ShardGrain(
 
     /// <inheritdoc/>
     public Task<ShardStatus> GetStatus() =>
-        Task.FromResult(new ShardStatus(persisted.State.Config is not null, _slice is not null, _step, RuntimeIdentity));
+        Task.FromResult(new ShardStatus(
+            persisted.State.Config is not null,
+            _slice is not null,
+            _step,
+            RuntimeIdentity,
+            _pending is null ? [] : Enumerable.Range(0, _pending.Received.Length).Where(r => _pending.Received[r]).ToArray()));
 
     /// <inheritdoc/>
     public async Task<byte[]> Step(long step, int rank, byte[]? gradient)

@@ -87,6 +87,7 @@ public sealed class ClusterOptimizerTests(ClusterFixture fixture)
         var before = await optimizer.StateDictAsync();
 
         var first = optimizer.StepAsync(0, [[1f, 2f, 3f, 4f]]);
+        await WaitForPendingRankAsync(optimizer, rank: 0);
         var duplicate = await Assert.ThrowsAsync<OptimizerFaultException>(() => other.StepAsync(0, [[1f, 2f, 3f, 4f]]));
         Assert.Equal(OptimizerFault.StepRejected, duplicate.Fault);
         Assert.Contains("Rank 0 already pushed its gradient for step 1", duplicate.Message);
@@ -158,6 +159,22 @@ public sealed class ClusterOptimizerTests(ClusterFixture fixture)
 
         Assert.StartsWith("Invalid learning rate: -0.5 in param_groups[0]['lr']; expected a value >= 0.0.", error.Message);
         Assert.Equal(0.01, groups[0]["lr"]);
+    }
+
+    private static async Task WaitForPendingRankAsync(ClusterOptimizer optimizer, int rank)
+    {
+        for (int attempt = 0; attempt < 200; attempt++)
+        {
+            var statuses = await optimizer.GetShardStatusesAsync();
+            if (statuses.All(s => s.PendingRanks.Contains(rank)))
+            {
+                return;
+            }
+
+            await Task.Delay(10);
+        }
+
+        throw new TimeoutException($"Rank {rank}'s push did not reach every shard within 2 s.");
     }
 
     private static float[] RandomVector(Random random, int length) =>

@@ -1,12 +1,10 @@
-using System.Diagnostics;
 using Orleans.Optim.Cli.Training;
 using Xunit;
-using Xunit.Abstractions;
 
 namespace Orleans.Optim.Tests.Training;
 
-/// <summary>Parameters, worker gradients, determinism, input checks and speed of the MLP.</summary>
-public sealed class MlpTests(ITestOutputHelper output)
+/// <summary>Parameters, worker gradients, determinism and input checks of the MLP.</summary>
+public sealed class MlpTests
 {
     [Fact]
     public void ParametersMatchTorchStateDict()
@@ -235,43 +233,6 @@ public sealed class MlpTests(ITestOutputHelper output)
 
         Assert.Equal("worldSize", error.ParamName);
         Assert.Contains("batch size 4", error.Message);
-    }
-
-    [Fact]
-    public void SixteenSampleGradientTakesMicroseconds()
-    {
-        const int callsPerRound = 2_000;
-        const int roundCount = 5;
-        var mlp = new Mlp();
-        var parameters = mlp.InitializeParameters(seed: 41);
-        var (inputs, labels) = TakeBatch(16, epoch: 0);
-
-        // Tiered compilation recompiles hot methods on a background thread, which took over 300 ms on a busy
-        // 2-core test machine, so warm up with 20,000 calls (at most 3 s) before timing.
-        var warmUp = Stopwatch.StartNew();
-        for (int i = 0; i < 20_000 && warmUp.ElapsedMilliseconds < 3_000; i++)
-        {
-            mlp.ComputeGradients(parameters, inputs, labels);
-        }
-
-        var microsecondsPerCall = new double[roundCount];
-        for (int round = 0; round < roundCount; round++)
-        {
-            long start = Stopwatch.GetTimestamp();
-            for (int i = 0; i < callsPerRound; i++)
-            {
-                mlp.ComputeGradients(parameters, inputs, labels);
-            }
-
-            microsecondsPerCall[round] = Stopwatch.GetElapsedTime(start).TotalMicroseconds / callsPerRound;
-        }
-
-        Array.Sort(microsecondsPerCall);
-        double median = microsecondsPerCall[roundCount / 2];
-        output.WriteLine($"ComputeGradients, 16 samples, hidden size 32: median {median:F1} µs per call over {roundCount} rounds of {callsPerRound} calls (rounds: {string.Join(", ", microsecondsPerCall.Select(value => value.ToString("F1")))} µs)");
-
-        // The target is tens of microseconds. The bound is 10 times looser, so that a busy test machine does not fail it.
-        Assert.True(median < 500, $"One 16-sample gradient takes {median:F1} µs, expected well under 500 µs.");
     }
 
     private static (float[] Inputs, int[] Labels) TakeBatch(int batchSize, int epoch)
