@@ -61,6 +61,12 @@ public sealed class ReferenceCase
     /// <summary>Number of steps already taken in <see cref="ResumeStateFile"/>.</summary>
     public int ResumeAfterStep { get; private set; }
 
+    /// <summary>Parameter values (by parameter index) when <see cref="ResumeStateFile"/> was saved.</summary>
+    public IReadOnlyList<float[]> ResumeParams { get; private set; } = [];
+
+    /// <summary>The case's own <c>.pt</c> file, <c>torch.save(optimizer.state_dict())</c> after the last step, if present.</summary>
+    public string? TorchStateFile { get; private set; }
+
     /// <summary>Parameter indices in param-ID order: torch numbers the parameters over the groups in order.</summary>
     public IReadOnlyList<int> ParamIndicesById => Groups.SelectMany(g => g.ParamIndices).ToList();
 
@@ -111,11 +117,19 @@ public sealed class ReferenceCase
             throw new FormatException($"{path} is not a reference case: {e.Message}", e);
         }
 
-        string resumePath = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(path) ?? ".", result.Name + "_after_step3.pt");
-        if (result.Name.StartsWith("resume_", StringComparison.Ordinal) && File.Exists(resumePath))
+        string folder = System.IO.Path.GetDirectoryName(path) ?? ".";
+        string torchFile = System.IO.Path.Combine(folder, result.Name + ".pt");
+        result.TorchStateFile = File.Exists(torchFile) ? torchFile : null;
+
+        string resumePath = System.IO.Path.Combine(folder, result.Name + "_after_step3.pt");
+        string resumeJson = System.IO.Path.Combine(folder, result.Name + "_after_step3.json");
+        if (result.Name.StartsWith("resume_", StringComparison.Ordinal) && File.Exists(resumePath) && File.Exists(resumeJson))
         {
+            using var resumeDocument = JsonDocument.Parse(File.ReadAllBytes(resumeJson));
             result.ResumeStateFile = resumePath;
             result.ResumeAfterStep = 3;
+            result.ResumeParams = resumeDocument.RootElement.GetProperty("params_after_step3").EnumerateArray()
+                .Select(t => ReadTensor(t).AsFloats().ToArray()).ToList();
         }
 
         return result;

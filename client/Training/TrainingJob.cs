@@ -1,0 +1,182 @@
+using System.Diagnostics;
+using System.Globalization;
+using Orleans.Optim.Client;
+using Orleans.Optim.Layout;
+
+namespace Orleans.Optim.Cli.Training;
+
+/// <summary>
+/// The data-parallel training job: several workers each compute gradients on their part of every batch of the
+/// digits data set and step one cluster-held optimizer, which returns the new parameters to all of them.
+/// </summary>
+public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWriter progress, bool interactive)
+{
+    /// <summary>Runs the job.</summary>
+    /// <param name="settings">The run's settings; on resume, the checkpoint's settings with the new epoch count.</param>
+    /// <param name="optimizerName">Name of the cluster optimizer to create.</param>
+    /// <param name="checkpointDirectory">Folder that receives <c>epoch-NNNN</c> checkpoints.</param>
+    /// <param name="checkpointEvery">Write a checkpoint every this many epochs, and always after the last.</param>
+    /// <param name="resumeFrom">Checkpoint folder to continue from, or <see langword="null"/> to start fresh.</param>
+    /// <param name="cancellationToken">Stops after the current step.</param>
+    public async Task<TrainingSummary> RunAsync(
+        TrainSettings settings,
+        string optimizerName,
+        string checkpointDirectory,
+        int checkpointEvery,
+        string? resumeFrom,
+        CancellationToken cancellationToken)
+    {
+        settings.Validate();
+        var dataset = DigitsDataset.LoadEmbedded();
+        var mlp = new Mlp(settings.Hidden);
+
+        int startEpoch = 0;
+        long steps = 0;
+        float[][] parameters = mlp.InitializeParameters(settings.Seed);
+        Orleans.Optim.StateDicts.OptimizerStateDict? resumeState = null;
+        if (resumeFrom is not null)
+        {
+            var checkpoint = TrainingCheckpoint.Read(resumeFrom);
+            startEpoch = checkpoint.Epoch;
+            steps = checkpoint.Steps;
+            parameters = TrainingCheckpoint.ReadModel(resumeFrom, mlp.Parameters);
+            resumeState = Orleans.Optim.Formats.Pt.StateDictFiles.ReadOptimizer(Path.Combine(resumeFrom, TrainingCheckpoint.OptimizerFile));
+            output.WriteLine($"Resuming from {resumeFrom}: epoch {startEpoch}, step {steps}.");
+        }
+
+        var spec = BuildSpec(settings, mlp);
+        var workers = new ClusterOptimizer[settings.Workers];
+        workers[0] = await ClusterOptimizer.CreateAsync(grains, optimizerName, spec, parameters, cancellationToken);
+        if (resumeState is not null)
+        {
+            await workers[0].LoadStateDictAsync(resumeState);
+        }
+
+        for (int rank = 1; rank < settings.Workers; rank++)
+        {
+            workers[rank] = await ClusterOptimizer.AttachAsync(grains, optimizerName, cancellationToken: cancellationToken);
+        }
+
+        var statuses = await workers[0].GetShardStatusesAsync();
+        output.WriteLine(
+            $"Optimizer '{optimizerName}': {settings.Optimizer}, {spec.Groups[0].Parameters.Count} parameters in {statuses.Count} shards " +
+            $"on {statuses.Select(s => s.Silo).Distinct().Count()} silo(s), {settings.Workers} workers, batch {settings.BatchSize}.");
+
+        int batchCount = dataset.GetBatchCount(settings.BatchSize);
+        var batchInputs = new float[settings.BatchSize * DigitsDataset.FeatureCount];
+        var batchLabels = new int[settings.BatchSize];
+        var clock = Stopwatch.StartNew();
+        double trainLoss = 0;
+        (float Loss, float Accuracy) heldOut = (0, 0);
+        string lastCheckpoint = "";
+        for (int epoch = startEpoch; epoch < settings.Epochs; epoch++)
+        {
+            var epochClock = Stopwatch.StartNew();
+            int[] order = dataset.GetEpochOrder(settings.Seed, epoch);
+            double lossSum = 0;
+            for (int batch = 0; batch < batchCount; batch++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                dataset.CopyTrainBatch(order, batch, batchInputs, batchLabels);
+                var current = parameters;
+                var results = await Task.WhenAll(Enumerable.Range(0, settings.Workers).Select(rank => Task.Run(async () =>
+                {
+                    var (loss, gradients) = mlp.ComputeWorkerGradients(current, batchInputs, batchLabels, rank, settings.Workers);
+                    var updated = await workers[rank].StepAsync(rank, gradients, cancellationToken);
+                    return (loss, updated);
+                })));
+
+                // The workers' losses are scaled so that their mean is the batch loss.
+                lossSum += results.Average(r => r.loss);
+                parameters = results[0].updated;
+                steps++;
+                ShowProgress(epoch, settings.Epochs, batch + 1, batchCount);
+            }
+
+            trainLoss = lossSum / batchCount;
+            heldOut = mlp.Evaluate(parameters, dataset.HeldOut.Inputs, dataset.HeldOut.Labels);
+            ClearProgress();
+            output.WriteLine(string.Format(
+                CultureInfo.InvariantCulture,
+                "epoch {0,3}/{1}  train loss {2:0.0000}  held-out loss {3:0.0000}  held-out accuracy {4:0.00}%  {5:0.0} steps/s",
+                epoch + 1,
+                settings.Epochs,
+                trainLoss,
+                heldOut.Loss,
+                heldOut.Accuracy * 100,
+                batchCount / epochClock.Elapsed.TotalSeconds));
+
+            bool last = epoch + 1 == settings.Epochs;
+            if (last || (checkpointEvery > 0 && (epoch + 1) % checkpointEvery == 0))
+            {
+                var checkpoint = new TrainingCheckpoint { Epoch = epoch + 1, Steps = steps, Settings = settings, HeldOutAccuracy = heldOut.Accuracy };
+                lastCheckpoint = checkpoint.Write(checkpointDirectory, await workers[0].StateDictAsync(), mlp.Parameters, parameters);
+                output.WriteLine($"checkpoint {lastCheckpoint}");
+            }
+        }
+
+        if (lastCheckpoint.Length == 0)
+        {
+            throw new ArgumentException($"Nothing to train: the checkpoint is already at epoch {startEpoch} and --epochs is {settings.Epochs}. Raise --epochs to continue.");
+        }
+
+        return new TrainingSummary
+        {
+            OptimizerName = optimizerName,
+            Optimizer = settings.Optimizer,
+            Epochs = settings.Epochs,
+            Steps = steps,
+            TrainLoss = trainLoss,
+            HeldOutLoss = heldOut.Loss,
+            HeldOutAccuracy = heldOut.Accuracy,
+            Seconds = clock.Elapsed.TotalSeconds,
+            Checkpoint = Path.GetFullPath(lastCheckpoint),
+            OptimizerCheckpoint = Path.GetFullPath(Path.Combine(lastCheckpoint, TrainingCheckpoint.OptimizerFile)),
+            ModelCheckpoint = Path.GetFullPath(Path.Combine(lastCheckpoint, TrainingCheckpoint.ModelFile)),
+        };
+    }
+
+    /// <summary>Builds the optimizer spec: one param group with the model's named parameters.</summary>
+    public static OptimizerSpec BuildSpec(TrainSettings settings, Mlp mlp)
+    {
+        var options = new List<KeyValuePair<string, object?>> { new("lr", settings.Lr) };
+        if (settings.WeightDecay is { } weightDecay)
+        {
+            options.Add(new("weight_decay", weightDecay));
+        }
+
+        if (settings.Momentum is { } momentum)
+        {
+            options.Add(new("momentum", momentum));
+        }
+
+        return new OptimizerSpec
+        {
+            Algorithm = settings.Optimizer,
+            DefaultOptions = options,
+            Groups = [new ParamGroupSpec([], mlp.Parameters.Select(p => new ParameterSpec(p.Name, p.Shape.ToArray())).ToList())],
+            WorldSize = settings.Workers,
+            MaxShardElements = settings.ShardSize,
+        };
+    }
+
+    private void ShowProgress(int epoch, int epochs, int batch, int batchCount)
+    {
+        if (!interactive)
+        {
+            return;
+        }
+
+        const int width = 30;
+        int filled = batch * width / batchCount;
+        progress.Write($"\repoch {epoch + 1,3}/{epochs} [{new string('#', filled)}{new string('.', width - filled)}] {batch}/{batchCount}");
+    }
+
+    private void ClearProgress()
+    {
+        if (interactive)
+        {
+            progress.Write("\r" + new string(' ', 60) + "\r");
+        }
+    }
+}

@@ -1,0 +1,69 @@
+using Orleans.Optim.Shards;
+
+namespace Orleans.Optim.Hosting;
+
+/// <summary>
+/// Settings of one silo, bound from the configuration section <c>Optim:Silo</c> (appsettings.json, environment
+/// variables such as <c>Optim__Silo__SiloPort</c>, or command-line arguments such as <c>--Optim:Silo:SiloPort=11112</c>).
+/// </summary>
+public sealed class SiloSettings
+{
+    /// <summary>Configuration section of these settings.</summary>
+    public const string SectionName = "Optim:Silo";
+
+    /// <summary>Orleans cluster id; silos and clients must agree on it. Default <c>orleans-optim</c>.</summary>
+    public string ClusterId { get; set; } = "orleans-optim";
+
+    /// <summary>Orleans service id; keeps grain storage apart between deployments. Default <c>orleans-optim</c>.</summary>
+    public string ServiceId { get; set; } = "orleans-optim";
+
+    /// <summary>Port for silo-to-silo traffic on 127.0.0.1. Default 11111.</summary>
+    public int SiloPort { get; set; } = 11111;
+
+    /// <summary>Port clients connect to on 127.0.0.1. Default 30000.</summary>
+    public int GatewayPort { get; set; } = 30000;
+
+    /// <summary>
+    /// Silo port of the primary silo that the others join; <see langword="null"/> or equal to <see cref="SiloPort"/>
+    /// makes this silo the primary. Default <see langword="null"/>.
+    /// </summary>
+    public int? PrimarySiloPort { get; set; }
+
+    /// <summary>Settings of the shard grains (step timeout, persistence).</summary>
+    public ShardOptions Shards { get; set; } = new();
+
+    /// <summary>Checks the settings.</summary>
+    /// <exception cref="ArgumentException">A port is outside 1..65535, or the silo and gateway ports are the same.</exception>
+    public void Validate()
+    {
+        CheckPort(SiloPort, nameof(SiloPort));
+        CheckPort(GatewayPort, nameof(GatewayPort));
+        if (PrimarySiloPort is { } primary)
+        {
+            CheckPort(primary, nameof(PrimarySiloPort));
+        }
+
+        if (SiloPort == GatewayPort)
+        {
+            throw new ArgumentException($"Invalid {SectionName}: SiloPort and GatewayPort are both {SiloPort}; give them different ports.");
+        }
+
+        if (Shards.StepTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentException($"Invalid {SectionName}:Shards:StepTimeout {Shards.StepTimeout}: expected a positive time span such as 00:01:00.");
+        }
+
+        if (Shards.PersistEverySteps < 0)
+        {
+            throw new ArgumentException($"Invalid {SectionName}:Shards:PersistEverySteps {Shards.PersistEverySteps}: expected 0 (off) or a positive number of steps.");
+        }
+    }
+
+    private static void CheckPort(int port, string name)
+    {
+        if (port is < 1 or > 65535)
+        {
+            throw new ArgumentException($"Invalid {SectionName}:{name} {port}: expected a TCP port from 1 to 65535.");
+        }
+    }
+}
