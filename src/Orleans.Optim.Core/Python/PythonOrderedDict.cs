@@ -16,4 +16,15 @@ public sealed class PythonOrderedDict : OrderedDictionary<object, object?>
         : base(items)
     {
     }
+
+    /// <summary>
+    /// Value of the <c>_metadata</c> attribute that torch's <c>Module.state_dict()</c> sets: an OrderedDict from
+    /// module prefix to a dict such as <c>{'version': 1}</c>, which <c>load_state_dict</c> passes to each module.
+    /// <see langword="null"/> when the dict has no such attribute.
+    /// </summary>
+    /// <remarks>
+    /// It is an attribute, not an item, so it takes no part in <see cref="PythonValues.StrictEquals"/>, as in Python's
+    /// <c>==</c>. The <c>.pt</c> reader and writer keep it.
+    /// </remarks>
+    public OrderedDictionary<object, object?>? Metadata { get; set; }
 }

@@ -1,0 +1,154 @@
+using Orleans.Optim.Python;
+using Orleans.Optim.Tensors;
+
+namespace Orleans.Optim.Formats.Pt;
+
+/// <summary>
+/// Checks the value that a pickle produced: only Python value types of <see cref="PythonValues"/>, no container
+/// that contains itself, and no path from the root through more containers than the nesting limit.
+/// </summary>
+/// <remarks>
+/// A pickle can fill a container after putting it into another and can share containers through the memo,
+/// so the depth can only be known once the whole value exists. The walk visits each container once and keeps
+/// its own stack, so a deep value cannot overflow the call stack.
+/// </remarks>
+internal static class PickleTreeValidator
+{
+    /// <summary>Validates the tree under <paramref name="root"/>.</summary>
+    /// <exception cref="PtFormatException">The tree contains a non-value object or a cycle, or is nested too deeply.</exception>
+    public static void Validate(object? root, int maxDepth, string entryName)
+    {
+        if (!IsContainer(root))
+        {
+            CheckLeaf(root, entryName);
+            return;
+        }
+
+        var depths = new Dictionary<object, int>(ReferenceEqualityComparer.Instance);
+        var active = new HashSet<object>(ReferenceEqualityComparer.Instance);
+        var frames = new Stack<Frame>();
+        Enter(root!);
+
+        while (frames.Count > 0)
+        {
+            var frame = frames.Peek();
+            if (frame.Children.MoveNext())
+            {
+                object? child = frame.Children.Current;
+                if (!IsContainer(child))
+                {
+                    CheckLeaf(child, entryName);
+                }
+                else if (depths.TryGetValue(child!, out int childDepth))
+                {
+                    CheckDepth(frames.Count + childDepth);
+                    frame.ChildDepth = Math.Max(frame.ChildDepth, childDepth);
+                }
+                else if (active.Contains(child!))
+                {
+                    throw new PtFormatException(
+                        $"{entryName} builds a container that contains itself, which a state dict never does. The file is corrupt or was crafted.",
+                        entryName);
+                }
+                else
+                {
+                    Enter(child!);
+                }
+
+                continue;
+            }
+
+            frames.Pop();
+            active.Remove(frame.Node);
+            int depth = frame.ChildDepth + 1;
+            depths[frame.Node] = depth;
+            if (frames.Count > 0)
+            {
+                frames.Peek().ChildDepth = Math.Max(frames.Peek().ChildDepth, depth);
+            }
+        }
+
+        void Enter(object container)
+        {
+            CheckDepth(frames.Count + 1);
+            active.Add(container);
+            frames.Push(new Frame(container, Children(container).GetEnumerator()));
+        }
+
+        void CheckDepth(int depth)
+        {
+            if (depth > maxDepth)
+            {
+                throw new PtFormatException(
+                    $"{entryName} nests containers more than {maxDepth} deep, the MaxNestingDepth limit. A state dict nests about 4 deep. " +
+                    "Raise PtReaderOptions.MaxNestingDepth if you trust the file.",
+                    entryName);
+            }
+        }
+    }
+
+    private static bool IsContainer(object? value) => value is object?[] or List<object?> or OrderedDictionary<object, object?>;
+
+    private static void CheckLeaf(object? value, string entryName)
+    {
+        if (value is null or bool or long or double or string or Tensor)
+        {
+            return;
+        }
+
+        string description = value switch
+        {
+            TorchGlobal global => $"the class or function {global.QualifiedName} itself",
+            StorageReference storage => $"a bare {storage} without a tensor",
+            _ => $"an object of type {value.GetType().Name}",
+        };
+        throw new PtFormatException(
+            $"{entryName} produces {description} as a value, but a .pt state dict may contain only tensors, numbers, strings, None and containers. " +
+            "The file was not written by torch.save from a state dict.",
+            entryName);
+    }
+
+    private static IEnumerable<object?> Children(object container)
+    {
+        switch (container)
+        {
+            case object?[] tuple:
+                foreach (object? item in tuple)
+                {
+                    yield return item;
+                }
+
+                break;
+            case List<object?> list:
+                foreach (object? item in list)
+                {
+                    yield return item;
+                }
+
+                break;
+            case OrderedDictionary<object, object?> dict:
+                foreach (var (key, value) in dict)
+                {
+                    yield return key;
+                    yield return value;
+                }
+
+                if (dict is PythonOrderedDict { Metadata: { } metadata })
+                {
+                    yield return metadata;
+                }
+
+                break;
+        }
+    }
+
+    private sealed class Frame(object node, IEnumerator<object?> children)
+    {
+        public object Node { get; } = node;
+
+        public IEnumerator<object?> Children { get; } = children;
+
+        /// <summary>Largest depth of the containers among the children seen so far, or 0 when there are none.</summary>
+        public int ChildDepth { get; set; }
+    }
+}
