@@ -4,7 +4,8 @@ using Orleans.Optim.Hosting;
 
 // One Orleans.Optim silo. Settings come from appsettings.json, environment variables (Optim__Silo__SiloPort=11112)
 // and the command line (--Optim:Silo:SiloPort=11112), later sources winning.
-var builder = Host.CreateApplicationBuilder(args);
+// The content root is the program's folder, so appsettings.json is found whatever the working directory is.
+var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = args, ContentRootPath = AppContext.BaseDirectory });
 var settings = builder.Configuration.GetSection(SiloSettings.SectionName).Get<SiloSettings>() ?? new SiloSettings();
 try
 {

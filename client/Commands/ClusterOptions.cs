@@ -74,6 +74,8 @@ public sealed class ClusterOptions
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(options => options.SingleLine = true);
+        builder.Logging.AddConsole(options => options.LogToStandardErrorThreshold = LogLevel.Trace);
+        builder.Logging.AddFilter("Orleans", LogLevel.Error);
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.UseOrleansClient(client => client.ConfigureOptimizerClient(ports, parseResult.GetValue(ClusterId)!, parseResult.GetValue(ServiceId)!));
         var host = builder.Build();

@@ -103,8 +103,11 @@ public sealed class EmbeddedCluster : IAsyncDisposable
 
     private static void ConfigureLogging(HostApplicationBuilder builder, LogLevel logLevel)
     {
+        // Logs go to standard error so that standard output carries only the command's results.
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(options => options.SingleLine = true);
+        builder.Logging.AddConsole(options => options.LogToStandardErrorThreshold = LogLevel.Trace);
+        builder.Logging.AddFilter("Orleans", LogLevel.Error);
         builder.Logging.SetMinimumLevel(logLevel);
     }
 

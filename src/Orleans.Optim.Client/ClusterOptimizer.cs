@@ -1,5 +1,6 @@
 using Orleans.Optim.Algorithms;
 using Orleans.Optim.Engine;
+using Orleans.Optim.Formats.Pt;
 using Orleans.Optim.Grains;
 using Orleans.Optim.Layout;
 using Orleans.Optim.Python;
@@ -234,6 +235,34 @@ public sealed class ClusterOptimizer
         }
 
         _description = await Translate(() => CoordinatorGrain.CommitLoad(loadId, plan.Groups.Select(PythonBinary.EncodeOptions).ToArray()));
+    }
+
+    /// <summary>Writes <see cref="StateDictAsync"/> as a <c>.pt</c> file that <c>torch.load</c> and <c>optimizer.load_state_dict</c> accept.</summary>
+    public async Task SaveAsync(string path) => StateDictFiles.WriteOptimizer(path, await StateDictAsync());
+
+    /// <summary>
+    /// Loads an optimizer <c>.pt</c> file written by <c>torch.save(optimizer.state_dict())</c> or by <see cref="SaveAsync"/>.
+    /// The file is read as data: only the globals an optimizer state dict needs are allowed.
+    /// </summary>
+    /// <exception cref="PtFormatException">The file is not a valid <c>.pt</c> or references a forbidden global; nothing changes.</exception>
+    /// <exception cref="StateDictException">The state dict does not fit this optimizer; nothing changes.</exception>
+    public Task LoadAsync(string path) => LoadStateDictAsync(StateDictFiles.ReadOptimizer(path));
+
+    /// <summary>
+    /// Writes the current parameter values as a model state dict <c>.pt</c> (name to tensor, as <c>model.state_dict()</c>).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A parameter has no name.</exception>
+    public async Task SaveParametersAsync(string path)
+    {
+        var unnamed = Layout.Parameters.FirstOrDefault(p => p.Name is null);
+        if (unnamed is not null)
+        {
+            throw new InvalidOperationException(
+                $"Param {unnamed.Id} has no name; a model state dict needs a name for every parameter. Name the parameters when creating the optimizer.");
+        }
+
+        var values = await GetParametersAsync();
+        StateDictFiles.WriteModel(path, Layout.Parameters.Select(p => (p.Name!, p.Shape, values[(int)p.Id])).ToList());
     }
 
     /// <summary>Returns where each shard lives: shard index to the silo's identity, for diagnostics and tests.</summary>

@@ -29,6 +29,9 @@ public static class OptimizerSiloConfiguration
         {
             shards.StepTimeout = settings.Shards.StepTimeout;
             shards.PersistEverySteps = settings.Shards.PersistEverySteps;
+
+            // In-memory storage ends with the silos, so writing to it while they shut down only produces errors.
+            shards.PersistOnDeactivation = false;
         });
         return silo;
     }

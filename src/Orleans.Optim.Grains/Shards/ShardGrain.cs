@@ -54,9 +54,16 @@ internal sealed partial class ShardGrain(
     /// <inheritdoc/>
     public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
-        if (_slice is not null && _stepsSincePersist > 0)
+        if (_options.PersistOnDeactivation && _slice is not null && _stepsSincePersist > 0)
         {
-            await PersistAsync();
+            try
+            {
+                await PersistAsync();
+            }
+            catch (Exception e)
+            {
+                LogPersistOnDeactivationFailed(logger, e, this.GetPrimaryKeyString(), _step, reason.ReasonCode.ToString());
+            }
         }
     }
 
@@ -337,6 +344,9 @@ internal sealed partial class ShardGrain(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Step {Step} of optimizer {Optimizer} timed out on shard {Shard}; missing ranks {MissingRanks}")]
     private static partial void LogStepTimedOut(ILogger logger, string optimizer, int shard, long step, string missingRanks);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Shard {Shard} could not write its state at step {Step} while deactivating ({Reason})")]
+    private static partial void LogPersistOnDeactivationFailed(ILogger logger, Exception exception, string shard, long step, string reason);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Step {Step} of optimizer {Optimizer} failed on shard {Shard}")]
     private static partial void LogStepFailed(ILogger logger, Exception exception, string optimizer, int shard, long step);

@@ -14,4 +14,10 @@ public sealed class ShardOptions
     /// created, loaded or deactivated. Default 0.
     /// </summary>
     public int PersistEverySteps { get; set; }
+
+    /// <summary>
+    /// Write the shard's values and state when its activation ends (for example on a graceful silo shutdown).
+    /// Default true; in-memory grain storage turns it off, because that storage ends with the silos.
+    /// </summary>
+    public bool PersistOnDeactivation { get; set; } = true;
 }

@@ -154,7 +154,7 @@ public sealed class ClusterOptimizerTests(ClusterFixture fixture)
     {
         var optimizer = await ClusterOptimizer.CreateAsync(fixture.Client, NewName("bad-lr"), AdamSpec(1, 1000, [4]), [new float[4]]);
 
-        var error = await Assert.ThrowsAsync<Algorithms.InvalidHyperparameterException>(() => optimizer.SetHyperparameterAsync(0, "lr", -0.5));
+        var error = await Assert.ThrowsAsync<Orleans.Optim.Algorithms.InvalidHyperparameterException>(() => optimizer.SetHyperparameterAsync(0, "lr", -0.5));
         var groups = await optimizer.GetParamGroupsAsync();
 
         Assert.StartsWith("Invalid learning rate: -0.5 in param_groups[0]['lr']; expected a value >= 0.0.", error.Message);

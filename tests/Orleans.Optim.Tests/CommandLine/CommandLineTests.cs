@@ -1,0 +1,135 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Orleans.Optim.Formats.Pt;
+using Orleans.Optim.Tests.Infrastructure;
+using Orleans.Optim.Tests.Pt;
+
+namespace Orleans.Optim.Tests.CommandLine;
+
+/// <summary>The <c>client</c> command run as a separate process: its output, files and exit codes.</summary>
+public sealed class CommandLineTests : IDisposable
+{
+    private readonly string _folder = Directory.CreateTempSubdirectory("orleans-optim-cli-").FullName;
+
+    [Fact]
+    public void TrainWritesSummaryAndCheckpoints()
+    {
+        var result = CommandRunner.RunClient(
+            ["train", "--epochs", "3", "--workers", "2", "--checkpoint-every", "2", "--checkpoint-dir", "run", "--summary", "summary.json"], _folder);
+
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains("epoch   3/3", result.Output);
+        Assert.Contains("held-out accuracy", result.Output);
+        var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(_folder, "summary.json")))!;
+        Assert.Equal(3, summary["epochs"]!.GetValue<int>());
+        Assert.Equal(69, summary["steps"]!.GetValue<long>());
+        Assert.True(File.Exists(summary["optimizer_checkpoint"]!.GetValue<string>()));
+        Assert.True(Directory.Exists(Path.Combine(_folder, "run", "epoch-0002")));
+        Assert.True(Directory.Exists(Path.Combine(_folder, "run", "epoch-0003")));
+    }
+
+    [Fact]
+    public void TrainRejectsZeroWorkers()
+    {
+        var result = CommandRunner.RunClient(["train", "--workers", "0"], _folder);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("error: Invalid --workers 0: expected at least 1.", result.Error);
+    }
+
+    [Fact]
+    public void TrainRejectsRemoteGateway()
+    {
+        var result = CommandRunner.RunClient(["train", "--gateway", "192.0.2.1:30000"], _folder);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("only loopback gateways (127.0.0.1, ::1, localhost) are supported", result.Error);
+    }
+
+    [Fact]
+    public void ConformanceReportsEachOutcome()
+    {
+        string cases = Directory.CreateDirectory(Path.Combine(_folder, "cases")).FullName;
+        CopyCase("sgd_momentum", cases);
+        CopyCase("resume_adamw", cases);
+        var unsupported = JsonNode.Parse(File.ReadAllText(Path.Combine(RepositoryPaths.TorchFixtures, "adam_amsgrad.json")))!;
+        unsupported["optimizer"] = "Adagrad";
+        File.WriteAllText(Path.Combine(cases, "adagrad_made_up.json"), unsupported.ToJsonString());
+
+        var passing = CommandRunner.RunClient(["conformance", cases, "--out", "exported"], _folder);
+
+        Assert.Equal(0, passing.ExitCode);
+        Assert.Contains("PASS sgd_momentum", passing.Output);
+        Assert.Contains("PASS resume_adamw", passing.Output);
+        Assert.Contains("UNSUPPORTED adagrad_made_up: optimizer Adagrad is not implemented", passing.Output);
+        Assert.Contains("2 passed, 0 failed, 1 unsupported", passing.Output);
+        Assert.True(File.Exists(Path.Combine(_folder, "exported", "sgd_momentum.pt")));
+
+        var tampered = JsonNode.Parse(File.ReadAllText(Path.Combine(cases, "sgd_momentum.json")))!;
+        var data = tampered["steps"]![2]!["params_after"]![1]!["data"]!.AsArray();
+        data[0] = data[0]!.GetValue<double>() + 1e-3;
+        File.WriteAllText(Path.Combine(cases, "sgd_momentum.json"), tampered.ToJsonString());
+
+        var failing = CommandRunner.RunClient(["conformance", cases], _folder);
+
+        Assert.Equal(1, failing.ExitCode);
+        Assert.Contains("FAIL sgd_momentum: step 3, param 1: element 0: expected", failing.Output);
+        Assert.Contains("1 passed, 1 failed, 1 unsupported", failing.Output);
+    }
+
+    [Fact]
+    public void InspectPrintsOptimizerState()
+    {
+        var result = CommandRunner.RunClient(["inspect", Path.Combine(RepositoryPaths.TorchFixtures, "adam_amsgrad.pt")], _folder);
+
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains("optimizer state dict, 2 param group(s), state for 3 param(s)", result.Output);
+        Assert.Contains("amsgrad          True", result.Output);
+        Assert.Contains("max_exp_avg_sq   float32 [3, 5] (15 elements)", result.Output);
+        Assert.Contains("step             float32 [] = 6.0", result.Output);
+    }
+
+    [Fact]
+    public void InspectRejectsForbiddenGlobal()
+    {
+        string path = Path.Combine(_folder, "evil.pt");
+        var pickle = PickleBuilder.Start().Op(PickleOpcodes.EmptyDict).Str("state")
+            .Global("os", "system").Str("echo pwned").Op(PickleOpcodes.Tuple1).Op(PickleOpcodes.Reduce)
+            .Op(PickleOpcodes.SetItem).Stop();
+        File.WriteAllBytes(path, PtArchiveBuilder.PtFile(pickle));
+
+        var result = CommandRunner.RunClient(["inspect", path], _folder);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("Rejected global 'os.system'", result.Error);
+        Assert.DoesNotContain("pwned", result.Output);
+    }
+
+    [Fact]
+    public void InspectRejectsTruncatedFile()
+    {
+        string path = Path.Combine(_folder, "truncated.pt");
+        byte[] bytes = File.ReadAllBytes(Path.Combine(RepositoryPaths.TorchFixtures, "adam_amsgrad.pt"));
+        File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]);
+
+        var result = CommandRunner.RunClient(["inspect", path], _folder);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.StartsWith("error: ", result.Error);
+        Assert.Contains("truncated.pt", result.Error);
+    }
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+
+    private static void CopyCase(string name, string destination)
+    {
+        foreach (string suffix in new[] { ".json", ".pt", "_after_step3.json", "_after_step3.pt" })
+        {
+            string file = Path.Combine(RepositoryPaths.TorchFixtures, name + suffix);
+            if (File.Exists(file))
+            {
+                File.Copy(file, Path.Combine(destination, name + suffix));
+            }
+        }
+    }
+}
