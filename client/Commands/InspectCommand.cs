@@ -8,7 +8,7 @@ using Orleans.Optim.Tensors;
 
 namespace Orleans.Optim.Cli.Commands;
 
-/// <summary><c>client inspect</c>: prints what an optimizer or model <c>.pt</c> state dict holds.</summary>
+/// <summary><c>client inspect</c>: prints what an optimizer or model <c>.pt</c> state dict contains.</summary>
 public static class InspectCommand
 {
     /// <summary>Creates the command.</summary>
@@ -26,7 +26,7 @@ public static class InspectCommand
     }
 
     /// <summary>Prints the state dict read from <paramref name="path"/>.</summary>
-    /// <exception cref="StateDictException">The file holds neither an optimizer nor a model state dict.</exception>
+    /// <exception cref="StateDictException">The file contains neither an optimizer nor a model state dict.</exception>
     public static void Print(string path, OrderedDictionary<object, object?> root, TextWriter output)
     {
         if (root.ContainsKey("state") && root.ContainsKey("param_groups"))
@@ -40,7 +40,7 @@ public static class InspectCommand
         else
         {
             throw new StateDictException(
-                $"{path} holds a {PythonValues.TypeName(root)} with keys {string.Join(", ", root.Keys.Take(5).Select(PythonValues.Format))}: " +
+                $"{path} contains a {PythonValues.TypeName(root)} with keys {string.Join(", ", root.Keys.Take(5).Select(PythonValues.Format))}: " +
                 "neither an optimizer state dict ('state' and 'param_groups') nor a model state dict (names to tensors).");
         }
     }

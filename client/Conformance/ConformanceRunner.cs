@@ -11,7 +11,7 @@ public enum CaseOutcome
     /// <summary>Everything matched PyTorch bit for bit.</summary>
     Pass,
 
-    /// <summary>Something differed; the detail says what first.</summary>
+    /// <summary>Something differed; the detail describes the first difference.</summary>
     Fail,
 
     /// <summary>The case's optimizer is not implemented.</summary>

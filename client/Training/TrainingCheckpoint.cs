@@ -70,7 +70,7 @@ public sealed record TrainingCheckpoint
     }
 
     /// <summary>
-    /// Finds the checkpoint to resume from: <paramref name="path"/> itself when it holds <c>checkpoint.json</c>, or
+    /// Finds the checkpoint to resume from: <paramref name="path"/> itself when it contains <c>checkpoint.json</c>, or
     /// the latest <c>epoch-NNNN</c> folder inside it.
     /// </summary>
     /// <exception cref="FileNotFoundException">No checkpoint is there.</exception>

@@ -17,7 +17,7 @@ namespace Orleans.Optim.Client;
 /// <remarks>
 /// Each data-parallel worker creates or attaches its own handle. A synchronous step completes when all
 /// <c>world_size</c> workers pushed their gradients for it. Tensor data goes straight to the shard grains as raw
-/// bytes; the coordinator only holds the structure and hyperparameters. Not thread-safe: one handle per worker.
+/// bytes, and the coordinator keeps only the structure and hyperparameters. Not thread-safe: one handle per worker.
 /// </remarks>
 public sealed class ClusterOptimizer
 {

@@ -3,7 +3,7 @@ using Orleans.Optim.Wire;
 namespace Orleans.Optim.Grains;
 
 /// <summary>
-/// The coordinator of one named optimizer: holds the param groups, assigns param IDs as torch does, keeps the shard
+/// The coordinator of one named optimizer: keeps the param groups, assigns param IDs as torch does, keeps the shard
 /// map, and fans requests out to the shards. Keyed by the optimizer name.
 /// </summary>
 public interface IOptimizerGrain : IGrainWithStringKey

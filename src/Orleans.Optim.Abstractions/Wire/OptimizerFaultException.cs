@@ -33,8 +33,8 @@ public enum OptimizerFault
 }
 
 /// <summary>
-/// An optimizer request failed; <see cref="Fault"/> says how, the message says on which value and what to do next.
-/// Nothing was changed by the failed request unless the message says so.
+/// An optimizer request failed. <see cref="Fault"/> tells the kind of failure, and the message names the value and what to do next.
+/// A failed request changes nothing unless its message says otherwise.
 /// </summary>
 [GenerateSerializer]
 public sealed class OptimizerFaultException : Exception

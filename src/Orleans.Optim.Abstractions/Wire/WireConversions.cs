@@ -58,7 +58,7 @@ public static class WireConversions
         return PythonBinary.Encode(value);
     }
 
-    /// <summary>Returns the layout an optimizer description holds.</summary>
+    /// <summary>Returns the layout an optimizer description contains.</summary>
     public static OptimizerLayout ToLayout(this OptimizerDescription description) => new()
     {
         Algorithm = description.Spec.Algorithm,

@@ -119,7 +119,7 @@ public sealed record ShardConfig
 
 /// <summary>A shard's progress.</summary>
 /// <param name="Configured">Whether the coordinator configured it.</param>
-/// <param name="HasValues">Whether it holds parameter values.</param>
+/// <param name="HasValues">Whether it has parameter values.</param>
 /// <param name="Step">Number of synchronous steps applied.</param>
 /// <param name="Silo">Identity of the silo that hosts the shard, for diagnostics.</param>
 /// <param name="PendingRanks">Ranks whose gradients for the next step have arrived, while that step waits for the others.</param>

@@ -38,9 +38,9 @@ public sealed class SliceState
     }
 
     /// <summary>Returns the slice of a parameter-shaped entry.</summary>
-    /// <exception cref="InvalidOperationException">The entry holds no tensor.</exception>
+    /// <exception cref="InvalidOperationException">The entry has no tensor value.</exception>
     public float[] Tensor(string name) =>
-        this[name].Values ?? throw new InvalidOperationException($"State entry '{name}' holds {this[name].Kind}, not a tensor.");
+        this[name].Values ?? throw new InvalidOperationException($"State entry '{name}' is {this[name].Kind}, not a tensor.");
 
     /// <summary>Returns a deep copy.</summary>
     public SliceState Clone() => new(_entries.Select(e => e.Clone()));

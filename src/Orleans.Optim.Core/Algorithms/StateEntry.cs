@@ -10,7 +10,7 @@ public enum StateValueKind
     /// <summary>Python <c>None</c>, such as SGD's <c>momentum_buffer</c> without momentum.</summary>
     None,
 
-    /// <summary>A tensor with the parameter's shape; a shard holds only its slice of it.</summary>
+    /// <summary>A tensor with the parameter's shape; a shard keeps only its slice of it.</summary>
     ParamTensor,
 
     /// <summary>A 0-d tensor, such as Adam's <c>step</c> (float32 as torch 1.13 creates it).</summary>
@@ -33,7 +33,7 @@ public sealed record StateEntrySpec(string Name, StateValueKind Kind, bool Allow
 
 /// <summary>
 /// One state entry of a parameter, restricted to a shard's slice: a slice of a parameter-shaped tensor or a scalar
-/// that every shard of the parameter holds alike.
+/// that every shard of the parameter keeps alike.
 /// </summary>
 public sealed class StateEntry
 {

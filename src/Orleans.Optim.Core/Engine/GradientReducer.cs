@@ -6,7 +6,7 @@ namespace Orleans.Optim.Engine;
 /// Combines the gradients that the workers pushed for one synchronous step.
 /// </summary>
 /// <remarks>
-/// The sum runs in rank order in float32, so the result does not depend on the order in which workers arrive; the mean
+/// The sum runs in rank order in float32, so the result does not depend on the order in which workers arrive. The mean
 /// divides that sum by the world size. A rank that pushed no gradient for a parameter while others did counts as zeros,
 /// as PyTorch's DistributedDataParallel does for unused parameters. When no rank pushed one, the parameter has no
 /// gradient and is skipped.

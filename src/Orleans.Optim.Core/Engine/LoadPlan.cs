@@ -12,10 +12,10 @@ namespace Orleans.Optim.Engine;
 /// converted as torch converts them, ready to be split over the shards.
 /// </summary>
 /// <remarks>
-/// Validation happens entirely in <see cref="Create"/>, before anything changes. It checks what torch checks (group
-/// count and params per group) and what torch would only trip over later: every state entry's name for the algorithm,
-/// its type, every tensor's shape against its parameter, hyperparameters, and parameter names where both sides have
-/// them. Then it behaves as torch: the loaded groups' hyperparameters replace the current ones, missing group keys take
+/// Validation happens entirely in <see cref="Create"/>, before anything changes. It checks what torch checks: group
+/// count and params per group. It also checks what torch would only trip over later: every state entry's name for the
+/// algorithm, its type, every tensor's shape against its parameter, hyperparameters, and parameter names where both
+/// sides have them. Then it behaves as torch: the loaded groups' hyperparameters replace the current ones, missing group keys take
 /// the defaults, floating state tensors become float32 (the parameters' dtype) and <c>step</c> keeps its dtype.
 /// </remarks>
 public sealed class LoadPlan

@@ -18,7 +18,7 @@ public sealed record SliceSnapshot(ShardInfo Shard, SliceState? State, StateOrde
 /// </summary>
 public static class StateDictAssembler
 {
-    /// <summary>Key under which a param group lists its parameters' names, as PyTorch 2.6 and later write it.</summary>
+    /// <summary>Key under which a param group lists its parameters' names, as newer PyTorch versions write it for groups built from <c>named_parameters()</c>.</summary>
     public const string ParamNamesKey = "param_names";
 
     /// <summary>Assembles the state dict.</summary>

@@ -6,7 +6,7 @@ namespace Orleans.Optim.Layout;
 /// <param name="Id">Param ID: the position over all groups' params, in order, starting at 0.</param>
 /// <param name="Name">Name, or <see langword="null"/> when unnamed.</param>
 /// <param name="Shape">Sizes of each dimension.</param>
-/// <param name="GroupIndex">Index of the param group that holds the parameter.</param>
+/// <param name="GroupIndex">Index of the param group that contains the parameter.</param>
 public sealed record ParameterInfo(long Id, string? Name, long[] Shape, int GroupIndex)
 {
     /// <summary>Number of elements.</summary>

@@ -10,7 +10,7 @@ using Orleans.Runtime;
 namespace Orleans.Optim.Coordinator;
 
 /// <summary>
-/// The coordinator of one optimizer: validates the spec, assigns param IDs and the shard map, holds the param groups,
+/// The coordinator of one optimizer: validates the spec, assigns param IDs and the shard map, keeps the param groups,
 /// and sends configuration and hyperparameter changes to the shards.
 /// </summary>
 /// <remarks>
@@ -170,8 +170,8 @@ internal sealed partial class OptimizerGrain(
             }
         }
 
-        // NOTE: validation is complete before this point, but a shard that restarts between staging and this commit
-        // fails here after others committed; the caller then gets an Inconsistent fault and must load again.
+        // NOTE: everything is validated before this point. A shard that restarts between staging and this commit still
+        // fails here after others committed, so the caller gets an Inconsistent fault and must load again.
         var layout = Layout();
         await Task.WhenAll(layout.Shards.Select(s => Shard(s.Index).CommitLoad(loadId, groups[layout.Parameters[(int)s.ParamId].GroupIndex])));
 

@@ -3,7 +3,7 @@ namespace Orleans.Optim.Tests.Infrastructure;
 /// <summary>Paths inside the repository, found from the test assembly's location.</summary>
 public static class RepositoryPaths
 {
-    /// <summary>The repository root: the nearest parent folder that holds <c>Orleans.Optim.sln</c>.</summary>
+    /// <summary>The repository root: the nearest parent folder that contains <c>Orleans.Optim.sln</c>.</summary>
     public static string Root { get; } = FindRoot();
 
     /// <summary>The project's own torch 1.13 reference cases.</summary>

@@ -3,7 +3,7 @@
 Usage: continue_optimizer.py SPEC.json PARAMS.pt OPTIMIZER.pt GRADS.pt OUT.pt
 
 SPEC.json names the torch optimizer class and its param groups (hyperparameters and how many parameters each
-holds). PARAMS.pt holds the parameter values after the cluster's steps, as a dict of name to tensor, in param-ID
+holds). PARAMS.pt contains the parameter values after the cluster's steps, as a dict of name to tensor, in param-ID
 order. OPTIMIZER.pt is the exported optimizer state dict. GRADS.pt is a dict {'grads': [[tensor per param] per
 step]}. The script loads the state into a fresh optimizer, applies every step's gradients and saves
 {'params': [...], 'state_dict': optimizer.state_dict()} to OUT.pt.
