@@ -39,8 +39,8 @@ public sealed class ClusterOptimizer
     /// <summary>The optimizer's name.</summary>
     public string Name => _description.Name;
 
-    /// <summary>Parameters with their param IDs and groups, and the shard map.</summary>
-    public OptimizerLayout Layout { get; }
+    /// <summary>Parameters with their param IDs and groups, and the shard map, as of this handle's last request.</summary>
+    public OptimizerLayout Layout { get; private set; }
 
     /// <summary>The algorithm.</summary>
     public OptimizerAlgorithm Algorithm { get; }
@@ -148,6 +148,12 @@ public sealed class ClusterOptimizer
             throw new ArgumentOutOfRangeException(nameof(rank), rank, $"Invalid rank {rank}: expected 0 <= rank < world_size = {Layout.WorldSize}.");
         }
 
+        if (gradients.Count > Layout.Parameters.Count)
+        {
+            // Another worker may have added a param group since this handle last looked.
+            await RefreshAsync();
+        }
+
         CheckValues(Layout, gradients, nameof(gradients));
         long step = StepCount + 1;
         var replies = await Task.WhenAll(Layout.Shards.Select(shard =>
@@ -158,6 +164,57 @@ public sealed class ClusterOptimizer
 
         StepCount = step;
         return Assemble(replies);
+    }
+
+    /// <summary>
+    /// Adds a param group with new parameters, as torch's <c>add_param_group</c>: its parameters take the next param
+    /// IDs and its missing hyperparameters come from the defaults. Call it between steps; the other workers pick the
+    /// group up with <see cref="RefreshAsync"/>, or at their first step with gradients for it.
+    /// </summary>
+    /// <param name="group">The group's own hyperparameters and its parameters.</param>
+    /// <param name="initialValues">Initial values of the group's parameters, in order.</param>
+    /// <exception cref="ArgumentException">The values do not match the parameters; nothing changes.</exception>
+    /// <exception cref="InvalidHyperparameterException">A hyperparameter fails torch's checks; nothing changes.</exception>
+    /// <exception cref="OptimizerFaultException">A step is in progress, or a parameter name is taken; nothing changes.</exception>
+    public async Task AddParamGroupAsync(ParamGroupSpec group, IReadOnlyList<float[]> initialValues)
+    {
+        if (initialValues.Count != group.Parameters.Count)
+        {
+            throw new ArgumentException($"Expected initial values for the group's {group.Parameters.Count} parameters, found {initialValues.Count}.", nameof(initialValues));
+        }
+
+        for (int i = 0; i < group.Parameters.Count; i++)
+        {
+            if (initialValues[i].LongLength != group.Parameters[i].NumElements)
+            {
+                throw new ArgumentException(
+                    $"Initial values of the new group's parameter {i} have {initialValues[i].Length} elements; its shape {Tensor.FormatShape(group.Parameters[i].Shape)} needs {group.Parameters[i].NumElements}.",
+                    nameof(initialValues));
+            }
+        }
+
+        var data = new ParamGroupSpecData(
+            PythonBinary.EncodeOptions(group.Options),
+            group.Parameters.Select(p => new ParameterSpecData(p.Name, p.Shape)).ToArray());
+        var description = await Translate(() => CoordinatorGrain.AddParamGroup(data));
+        var layout = description.ToLayout();
+        int groupIndex = layout.GroupCount - 1;
+        var newParameters = layout.Parameters.Where(p => p.GroupIndex == groupIndex).ToList();
+        await Task.WhenAll(layout.Shards.Where(s => layout.Parameters[(int)s.ParamId].GroupIndex == groupIndex).Select(shard =>
+        {
+            int position = newParameters.FindIndex(p => p.Id == shard.ParamId);
+            return Shard(shard.Index).SetValues(SliceBytes(initialValues[position], shard));
+        }));
+
+        _description = description;
+        Layout = layout;
+    }
+
+    /// <summary>Reloads the layout and hyperparameters from the coordinator, for example after another worker added a param group.</summary>
+    public async Task RefreshAsync()
+    {
+        _description = await Translate(() => CoordinatorGrain.Describe());
+        Layout = _description.ToLayout();
     }
 
     /// <summary>Returns every parameter's current values, in param-ID order.</summary>
@@ -178,7 +235,7 @@ public sealed class ClusterOptimizer
     /// <summary>Returns the current param groups' hyperparameters, without <c>params</c>.</summary>
     public async Task<IReadOnlyList<IReadOnlyDictionary<string, object?>>> GetParamGroupsAsync()
     {
-        _description = await Translate(() => CoordinatorGrain.Describe());
+        await RefreshAsync();
         return ParamGroups;
     }
 
@@ -198,7 +255,7 @@ public sealed class ClusterOptimizer
     /// <exception cref="OptimizerFaultException">The shards kept moving between steps and no consistent cut was found.</exception>
     public async Task<OptimizerStateDict> StateDictAsync()
     {
-        _description = await Translate(() => CoordinatorGrain.Describe());
+        await RefreshAsync();
         var snapshots = await ConsistentSnapshotsAsync();
         var slices = Layout.Shards.Select(shard =>
         {
@@ -215,7 +272,7 @@ public sealed class ClusterOptimizer
     /// <exception cref="StateDictException">The state dict does not fit; nothing changes.</exception>
     public async Task LoadStateDictAsync(OptimizerStateDict stateDict)
     {
-        _description = await Translate(() => CoordinatorGrain.Describe());
+        await RefreshAsync();
         var defaults = PythonBinary.DecodeOptions(_description.Defaults);
         var plan = LoadPlan.Create(Algorithm, Layout, defaults, stateDict);
 

@@ -35,6 +35,14 @@ public interface IOptimizerGrain : IGrainWithStringKey
     Task<OptimizerDescription> SetHyperparameter(int group, string key, byte[] value);
 
     /// <summary>
+    /// Adds a param group with new parameters, as torch's <c>add_param_group</c>: the group takes the next param IDs,
+    /// missing hyperparameters come from the defaults, and its shards start at the optimizer's current step. The new
+    /// shards then wait for their initial values. Call it between steps.
+    /// </summary>
+    /// <param name="group">The group's own hyperparameters and its parameters.</param>
+    Task<OptimizerDescription> AddParamGroup(ParamGroupSpecData group);
+
+    /// <summary>
     /// Commits a <c>load_state_dict</c> whose shard parts were staged under <paramref name="loadId"/>: replaces the
     /// groups' hyperparameters and makes every shard swap in its staged state.
     /// </summary>

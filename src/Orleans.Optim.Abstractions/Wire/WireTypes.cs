@@ -115,6 +115,9 @@ public sealed record ShardConfig
 
     /// <summary>Gradient reduction: 0 for mean, 1 for sum.</summary>
     [Id(6)] public required int Reduction { get; init; }
+
+    /// <summary>Steps the optimizer had applied when the shard was created: 0, or more for a group added later.</summary>
+    [Id(7)] public long InitialStep { get; init; }
 }
 
 /// <summary>A shard's progress.</summary>

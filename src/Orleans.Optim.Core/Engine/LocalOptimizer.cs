@@ -14,13 +14,15 @@ public sealed class LocalOptimizer
 {
     private readonly OrderedDictionary<string, object?> _defaults;
     private readonly List<OrderedDictionary<string, object?>> _groups;
-    private readonly ParameterSlice[] _slices;
+    private readonly List<ParameterSlice> _slices;
+    private OptimizerSpec _spec;
 
     /// <summary>Creates the optimizer with initial parameter values in param-ID order.</summary>
     /// <exception cref="ArgumentException">The spec is invalid or the initial values do not match the shapes.</exception>
     public LocalOptimizer(OptimizerSpec spec, IReadOnlyList<float[]> initialValues, KernelPath path = KernelPath.Vectorized)
     {
         (Algorithm, _defaults, _groups) = spec.Resolve();
+        _spec = spec;
         Layout = OptimizerLayout.Plan(spec);
         Path = path;
         if (initialValues.Count != Layout.Parameters.Count)
@@ -28,7 +30,7 @@ public sealed class LocalOptimizer
             throw new ArgumentException($"Expected initial values for {Layout.Parameters.Count} parameters, found {initialValues.Count}.", nameof(initialValues));
         }
 
-        _slices = new ParameterSlice[Layout.Shards.Count];
+        _slices = [];
         foreach (var shard in Layout.Shards)
         {
             var parameter = Layout.Parameters[(int)shard.ParamId];
@@ -41,7 +43,7 @@ public sealed class LocalOptimizer
             }
 
             var options = Algorithm.ParseOptions(_groups[parameter.GroupIndex], parameter.GroupIndex);
-            _slices[shard.Index] = new ParameterSlice(Algorithm, options, parameter.Id, values.AsSpan((int)shard.Offset, shard.Length).ToArray());
+            _slices.Add(new ParameterSlice(Algorithm, options, parameter.Id, values.AsSpan((int)shard.Offset, shard.Length).ToArray()));
         }
     }
 
@@ -49,7 +51,7 @@ public sealed class LocalOptimizer
     public OptimizerAlgorithm Algorithm { get; }
 
     /// <summary>Parameters, groups and shard map.</summary>
-    public OptimizerLayout Layout { get; }
+    public OptimizerLayout Layout { get; private set; }
 
     /// <summary>Which kernel implementation runs.</summary>
     public KernelPath Path { get; }
@@ -88,6 +90,41 @@ public sealed class LocalOptimizer
         {
             _slices[shard.Index].SetOptions(options);
         }
+    }
+
+    /// <summary>
+    /// Adds a param group with new parameters, as torch's <c>add_param_group</c>: the next param IDs, missing
+    /// hyperparameters from the defaults, and no state until the parameters' first gradients.
+    /// </summary>
+    /// <exception cref="ArgumentException">The group or its values are invalid; nothing changes.</exception>
+    /// <exception cref="InvalidHyperparameterException">A hyperparameter fails torch's checks; nothing changes.</exception>
+    public void AddParamGroup(ParamGroupSpec group, IReadOnlyList<float[]> initialValues)
+    {
+        var extended = _spec with { Groups = [.. _spec.Groups, group] };
+        var (_, _, groups) = extended.Resolve();
+        var layout = OptimizerLayout.Plan(extended);
+        int groupIndex = _groups.Count;
+        var newShards = layout.Shards.Where(s => layout.Parameters[(int)s.ParamId].GroupIndex == groupIndex).ToList();
+        long firstId = layout.Parameters.First(p => p.GroupIndex == groupIndex).Id;
+        foreach (var shard in newShards)
+        {
+            float[] values = initialValues[(int)(shard.ParamId - firstId)];
+            if (values.LongLength != layout.Parameters[(int)shard.ParamId].NumElements)
+            {
+                throw new ArgumentException($"Initial values of param {shard.ParamId} have {values.Length} elements; expected {layout.Parameters[(int)shard.ParamId].NumElements}.", nameof(initialValues));
+            }
+        }
+
+        var options = Algorithm.ParseOptions(groups[groupIndex], groupIndex);
+        foreach (var shard in newShards)
+        {
+            float[] values = initialValues[(int)(shard.ParamId - firstId)];
+            _slices.Add(new ParameterSlice(Algorithm, options, shard.ParamId, values.AsSpan((int)shard.Offset, shard.Length).ToArray()));
+        }
+
+        _groups.Add(groups[groupIndex]);
+        _spec = extended;
+        Layout = layout;
     }
 
     /// <summary>Returns the current values of parameter <paramref name="paramId"/>.</summary>

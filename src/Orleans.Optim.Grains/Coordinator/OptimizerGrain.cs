@@ -40,7 +40,7 @@ internal sealed partial class OptimizerGrain(
         var state = persisted.State;
         if (state.Status != OptimizerStatus.None)
         {
-            var existing = state.Spec!;
+            var existing = state.CreatedSpec ?? state.Spec!;
             if (!existing.CanonicalBytes().AsSpan().SequenceEqual(spec.CanonicalBytes()))
             {
                 throw new OptimizerFaultException(
@@ -61,6 +61,7 @@ internal sealed partial class OptimizerGrain(
         _layout = null;
         var layout = OptimizerLayout.Plan(spec.ToSpec());
         state.Spec = spec;
+        state.CreatedSpec = spec;
         state.Defaults = PythonBinary.EncodeOptions(defaults);
         state.Groups = groups.Select(PythonBinary.EncodeOptions).ToArray();
         state.Status = OptimizerStatus.Initializing;
@@ -142,6 +143,51 @@ internal sealed partial class OptimizerGrain(
 
         state.Groups[group] = encoded;
         await persisted.WriteStateAsync();
+        return Describe(state);
+    }
+
+    /// <inheritdoc/>
+    public async Task<OptimizerDescription> AddParamGroup(ParamGroupSpecData group)
+    {
+        var state = RequireExists();
+        var spec = state.Spec!;
+        if (state.Status != OptimizerStatus.Ready)
+        {
+            throw new OptimizerFaultException(OptimizerFault.NotReady, $"Optimizer '{Name}' is still being created; add param groups once it is ready.");
+        }
+
+        var (min, max) = await GetStepRange();
+        if (min != max)
+        {
+            throw new OptimizerFaultException(
+                OptimizerFault.Inconsistent,
+                $"Cannot add a param group to optimizer '{Name}' while a step is applied (shards at steps {min} to {max}); add it between steps.");
+        }
+
+        var extended = spec with { Groups = [.. spec.Groups, group] };
+        var (_, _, groups) = Resolve(extended);
+        var layout = OptimizerLayout.Plan(extended.ToSpec());
+        int groupIndex = spec.Groups.Length;
+        var newShards = layout.Shards.Where(s => layout.Parameters[(int)s.ParamId].GroupIndex == groupIndex).ToList();
+        byte[] options = PythonBinary.EncodeOptions(groups[groupIndex]);
+
+        state.Spec = extended;
+        state.Groups = [.. state.Groups, options];
+        _layout = null;
+        await persisted.WriteStateAsync();
+
+        await Task.WhenAll(newShards.Select(shard => Shard(shard.Index).Configure(new ShardConfig
+        {
+            Optimizer = Name,
+            Shard = shard.ToData(),
+            GroupIndex = groupIndex,
+            Algorithm = spec.Algorithm,
+            GroupOptions = options,
+            WorldSize = spec.WorldSize,
+            Reduction = spec.Reduction,
+            InitialStep = min,
+        })));
+        LogGroupAdded(logger, Name, groupIndex, newShards.Count, min);
         return Describe(state);
     }
 
@@ -259,6 +305,9 @@ internal sealed partial class OptimizerGrain(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Created optimizer {Optimizer}: {Algorithm}, {Parameters} parameters in {Shards} shards, world size {WorldSize}")]
     private static partial void LogCreated(ILogger logger, string optimizer, string algorithm, int parameters, int shards, int worldSize);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Optimizer {Optimizer} added param group {Group} with {Shards} shards at step {Step}")]
+    private static partial void LogGroupAdded(ILogger logger, string optimizer, int group, int shards, long step);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Optimizer {Optimizer} committed load {LoadId}")]
     private static partial void LogLoaded(ILogger logger, string optimizer, Guid loadId);

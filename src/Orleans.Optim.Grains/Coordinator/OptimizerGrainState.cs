@@ -9,7 +9,7 @@ public sealed class OptimizerGrainState
     /// <summary>Life cycle status.</summary>
     [Id(0)] public OptimizerStatus Status { get; set; }
 
-    /// <summary>The spec the optimizer was created with.</summary>
+    /// <summary>The current spec: the one the optimizer was created with, plus every group added since.</summary>
     [Id(1)] public OptimizerSpecData? Spec { get; set; }
 
     /// <summary>Torch's <c>optimizer.defaults</c>, encoded.</summary>
@@ -17,4 +17,7 @@ public sealed class OptimizerGrainState
 
     /// <summary>Each group's hyperparameters (without <c>params</c>), encoded.</summary>
     [Id(3)] public byte[][] Groups { get; set; } = [];
+
+    /// <summary>The spec the optimizer was created with, to tell a repeated create from a conflicting one.</summary>
+    [Id(4)] public OptimizerSpecData? CreatedSpec { get; set; }
 }

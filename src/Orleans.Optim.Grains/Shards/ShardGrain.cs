@@ -85,8 +85,8 @@ internal sealed partial class ShardGrain(
         _pending?.Fail(new OptimizerFaultException(OptimizerFault.Inconsistent, $"Shard {this.GetPrimaryKeyString()} was reconfigured during a step."));
         _pending = null;
         _slice = null;
-        _step = 0;
-        persisted.State = new ShardGrainState { Config = config };
+        _step = config.InitialStep;
+        persisted.State = new ShardGrainState { Config = config, Step = config.InitialStep };
         await persisted.WriteStateAsync();
     }
 
