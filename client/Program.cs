@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Orleans.Optim.Algorithms;
 using Orleans.Optim.Cli.Commands;
+using Orleans.Optim.Cli.Training;
 using Orleans.Optim.Formats.Pt;
 using Orleans.Optim.StateDicts;
 using Orleans.Optim.Wire;
@@ -12,14 +13,36 @@ var root = new RootCommand("Orleans.Optim: a PyTorch-compatible optimizer held b
     InspectCommand.Create(),
 };
 
-try
+var parseResult = root.Parse(args);
+if (parseResult.Errors.Count > 0 && !args.Any(a => a is "-h" or "--help" or "-?"))
 {
-    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
-}
-catch (Exception e) when (e is ArgumentException or IOException or UnauthorizedAccessException or InvalidDataException
-    or PtFormatException or StateDictException or InvalidHyperparameterException or OptimizerFaultException or NotSupportedException)
-{
-    // Expected failures (bad options, unreadable files, rejected state) print one clear line instead of a stack trace.
-    Console.Error.WriteLine($"error: {e.Message}");
+    foreach (var parseError in parseResult.Errors)
+    {
+        Console.Error.WriteLine($"error: {parseError.Message}");
+    }
+
+    Console.Error.WriteLine($"Run 'client {string.Join(' ', args.Take(1))} --help' for the options.");
     return 1;
 }
+
+try
+{
+    return await parseResult.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+}
+catch (Exception e) when (e is ArgumentException or IOException or UnauthorizedAccessException or InvalidDataException or CommandException
+    or PtFormatException or StateDictException or OptimizerFaultException or NotSupportedException or TrainingInterruptedException
+    or TimeoutException or OrleansException)
+{
+    // Expected failures (bad options, unreadable files, rejected state, a lost silo) print one clear line, not a stack trace.
+    Console.Error.WriteLine($"error: {UserMessage(e)}");
+    return 1;
+}
+
+static string UserMessage(Exception e) => e switch
+{
+    InvalidHyperparameterException hyperparameter => hyperparameter.Reason,
+
+    // ArgumentException appends " (Parameter 'x')", which names a .NET parameter the user never saw.
+    ArgumentException { ParamName: { } name } argument => argument.Message.Replace($" (Parameter '{name}')", string.Empty, StringComparison.Ordinal),
+    _ => e.Message,
+};

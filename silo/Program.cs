@@ -6,15 +6,17 @@ using Orleans.Optim.Hosting;
 // and the command line (--Optim:Silo:SiloPort=11112), later sources winning.
 // The content root is the program's folder, so appsettings.json is found whatever the working directory is.
 var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = args, ContentRootPath = AppContext.BaseDirectory });
-var settings = builder.Configuration.GetSection(SiloSettings.SectionName).Get<SiloSettings>() ?? new SiloSettings();
+SiloSettings settings;
 try
 {
+    settings = builder.Configuration.GetSection(SiloSettings.SectionName).Get<SiloSettings>() ?? new SiloSettings();
     settings.Validate();
 }
-catch (ArgumentException e)
+catch (Exception e) when (e is ArgumentException or InvalidOperationException)
 {
-    Console.Error.WriteLine(e.Message);
-    return 2;
+    // A value that does not parse (SiloPort=abc) or fails validation: one line, no stack trace.
+    Console.Error.WriteLine($"error: {e.Message}");
+    return 1;
 }
 
 builder.UseOrleans(silo => silo.ConfigureOptimizerSilo(settings));

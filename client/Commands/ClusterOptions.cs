@@ -60,32 +60,61 @@ public sealed class ClusterOptions
         if (gateways.Length == 0)
         {
             int silos = parseResult.GetValue(Silos);
-            if (silos < 1)
+            if (silos is < 1 or > MaxEmbeddedSilos)
             {
-                throw new ArgumentException($"Invalid --silos {silos}: expected at least 1.");
+                throw new ArgumentException($"Invalid --silos {silos}: expected 1 to {MaxEmbeddedSilos} silos in one process.");
             }
 
-            output.WriteLine($"Starting an embedded cluster of {silos} silos on 127.0.0.1.");
+            output.WriteLine($"Starting an embedded cluster of {silos} silo{(silos == 1 ? "" : "s")} on 127.0.0.1.");
             var embedded = await EmbeddedCluster.StartAsync(silos);
             return new ClusterConnection(embedded.Client, embedded.DisposeAsync);
         }
 
         var ports = gateways.Select(ParseGatewayPort).ToList();
+        string clusterId = parseResult.GetValue(ClusterId)!;
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(options => options.SingleLine = true);
         builder.Logging.AddConsole(options => options.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.Logging.AddFilter("Orleans", LogLevel.Error);
+        builder.Logging.AddFilter("Orleans.Optim", LogLevel.Warning);
+
+        // A failed connection is reported once as an error line; the host's own log of it would repeat it as a stack trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.UseOrleansClient(client => client.ConfigureOptimizerClient(ports, parseResult.GetValue(ClusterId)!, parseResult.GetValue(ServiceId)!));
+        builder.UseOrleansClient(client => client.ConfigureOptimizerClient(ports, clusterId, parseResult.GetValue(ServiceId)!));
         var host = builder.Build();
-        await host.StartAsync();
+        try
+        {
+            using var timeout = new CancellationTokenSource(ClientConnection.DefaultConnectTimeout + TimeSpan.FromSeconds(5));
+            await host.StartAsync(timeout.Token);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            host.Dispose();
+            throw new CommandException(
+                $"Cannot connect to the cluster '{clusterId}' through 127.0.0.1 port(s) {string.Join(", ", ports)} " +
+                $"within {ClientConnection.DefaultConnectTimeout.TotalSeconds:0} s: {FirstLine(e.Message)} " +
+                "Check that the silos run with these --Optim:Silo:GatewayPort values and the same cluster id (--cluster-id).",
+                e);
+        }
+
         output.WriteLine($"Connected to the cluster through 127.0.0.1 port(s) {string.Join(", ", ports)}.");
         return new ClusterConnection(host.Services.GetRequiredService<IClusterClient>(), async () =>
         {
             await host.StopAsync();
             host.Dispose();
         });
+    }
+
+    /// <summary>Maximum number of silos of the embedded cluster.</summary>
+    public const int MaxEmbeddedSilos = 8;
+
+    private static string FirstLine(string text)
+    {
+        int end = text.IndexOf('\n');
+        string line = (end < 0 ? text : text[..end]).Trim();
+        return line.EndsWith('.') ? line : line + ".";
     }
 
     /// <summary>Parses <c>PORT</c>, <c>127.0.0.1:PORT</c>, <c>[::1]:PORT</c> or <c>localhost:PORT</c>.</summary>

@@ -30,7 +30,12 @@ public static class ConformanceCommand
 
         command.SetAction(async (parseResult, cancellationToken) =>
         {
-            var files = ConformanceRunner.FindCases(parseResult.GetValue(paths)!);
+            string[] casePaths = parseResult.GetValue(paths)!;
+            var files = ConformanceRunner.FindCases(casePaths);
+            if (files.Count == 0)
+            {
+                throw new ArgumentException($"No reference cases (<case>.json) found in {string.Join(", ", casePaths)}; give case files or folders that contain them.");
+            }
             string? outputDirectory = parseResult.GetValue(output);
             if (outputDirectory is not null)
             {

@@ -19,6 +19,12 @@ public static class InspectCommand
         command.SetAction(parseResult =>
         {
             string path = parseResult.GetValue(file)!;
+            if (!File.Exists(path))
+            {
+                throw new FileNotFoundException(
+                    Directory.Exists(path) ? $"'{path}' is a folder; give a .pt file." : $"File '{path}' not found.", path);
+            }
+
             Print(path, PtReader.ReadFile(path), Console.Out);
             return 0;
         });

@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Text.Json;
+using Orleans.Optim.Algorithms;
 using Orleans.Optim.Cli.Training;
+using Orleans.Optim.Client;
 
 namespace Orleans.Optim.Cli.Commands;
 
@@ -25,12 +27,13 @@ public static class TrainCommand
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Write a checkpoint every N epochs (0: only at the end).", DefaultValueFactory = _ => 5 };
         var resume = new Option<string?>("--resume") { Description = "Continue from a checkpoint folder, or from the latest checkpoint in a run folder." };
         var summary = new Option<string?>("--summary") { Description = "Write the final figures as JSON to this file." };
-        var name = new Option<string?>("--name") { Description = "Optimizer name in the cluster (default: digits-<time>)." };
+        var name = new Option<string?>("--name") { Description = "Optimizer name in the cluster; it must not exist yet (default: digits-<time>)." };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Delete the checkpoints already in --checkpoint-dir before a fresh run." };
         var cluster = new ClusterOptions();
 
-        var command = new Command("train", "Train a 64-32-10 MLP on the digits data set with data-parallel workers and a cluster-held optimizer.")
+        var command = new Command("train", "Train an MLP (64 inputs, --hidden units, 10 classes) on the digits data set with data-parallel workers and a cluster-held optimizer.")
         {
-            workers, epochs, batchSize, optimizer, lr, weightDecay, momentum, hidden, seed, shardSize, checkpointDir, checkpointEvery, resume, summary, name,
+            workers, epochs, batchSize, optimizer, lr, weightDecay, momentum, hidden, seed, shardSize, checkpointDir, checkpointEvery, resume, summary, name, overwrite,
         };
         cluster.AddTo(command);
 
@@ -50,7 +53,9 @@ public static class TrainCommand
                 ShardSize = parseResult.GetValue(shardSize),
             };
 
+            string checkpointDirectory = parseResult.GetValue(checkpointDir)!;
             string? resumeFrom = parseResult.GetValue(resume);
+            var overrides = new List<KeyValuePair<string, object?>>();
             if (resumeFrom is not null)
             {
                 resumeFrom = TrainingCheckpoint.Locate(resumeFrom);
@@ -60,26 +65,64 @@ public static class TrainCommand
                 CheckResumeOption(parseResult, optimizer, settings.Optimizer, saved.Optimizer);
                 CheckResumeOption(parseResult, hidden, settings.Hidden, saved.Hidden);
                 CheckResumeOption(parseResult, seed, settings.Seed, saved.Seed);
-                settings = saved with { Epochs = parseResult.GetResult(epochs) is { Implicit: false } ? settings.Epochs : saved.Epochs };
+
+                // Hyperparameters given with --resume replace the checkpoint's after loading, as setting
+                // param_groups[0]['lr'] after load_state_dict does in torch; the shard size may change freely.
+                settings = saved with
+                {
+                    Epochs = IsGiven(parseResult, epochs) ? settings.Epochs : saved.Epochs,
+                    Lr = IsGiven(parseResult, lr) ? settings.Lr : saved.Lr,
+                    WeightDecay = IsGiven(parseResult, weightDecay) ? settings.WeightDecay : saved.WeightDecay,
+                    Momentum = IsGiven(parseResult, momentum) ? settings.Momentum : saved.Momentum,
+                    ShardSize = IsGiven(parseResult, shardSize) ? settings.ShardSize : saved.ShardSize,
+                };
+                if (IsGiven(parseResult, lr))
+                {
+                    overrides.Add(new("lr", settings.Lr));
+                }
+
+                if (IsGiven(parseResult, weightDecay))
+                {
+                    overrides.Add(new("weight_decay", settings.WeightDecay));
+                }
+
+                if (IsGiven(parseResult, momentum))
+                {
+                    overrides.Add(new("momentum", settings.Momentum));
+                }
             }
 
             settings.Validate();
+            CheckOptimizerOptions(settings);
             int every = parseResult.GetValue(checkpointEvery);
             if (every < 0)
             {
                 throw new ArgumentException($"Invalid --checkpoint-every {every}: expected 0 or more epochs.");
             }
 
+            PrepareCheckpointDirectory(checkpointDirectory, fresh: resumeFrom is null, parseResult.GetValue(overwrite));
+            string? summaryPath = parseResult.GetValue(summary);
+            if (summaryPath is not null && Path.GetDirectoryName(Path.GetFullPath(summaryPath)) is { } summaryFolder)
+            {
+                Directory.CreateDirectory(summaryFolder);
+            }
+
             string optimizerName = parseResult.GetValue(name) ?? $"digits-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..6]}";
             await using var connection = await cluster.ConnectAsync(parseResult, Console.Out);
+            if (await ClusterOptimizer.ExistsAsync(connection.Client, optimizerName))
+            {
+                throw new CommandException(
+                    $"Optimizer '{optimizerName}' already exists in the cluster; a training run needs a fresh one. Choose another --name, or continue a run with --resume.");
+            }
+
             var job = new TrainingJob(connection.Client, Console.Out, Console.Error, interactive: !Console.IsErrorRedirected);
-            var result = await job.RunAsync(settings, optimizerName, parseResult.GetValue(checkpointDir)!, every, resumeFrom, cancellationToken);
+            var result = await job.RunAsync(settings, optimizerName, checkpointDirectory, every, resumeFrom, overrides, cancellationToken);
 
             Console.WriteLine(
                 $"done: {result.Epochs} epochs, {result.Steps} steps, held-out accuracy {result.HeldOutAccuracy * 100:0.00}% in {result.Seconds:0.0} s");
             Console.WriteLine($"optimizer state: {result.OptimizerCheckpoint}");
             Console.WriteLine($"model parameters: {result.ModelCheckpoint}");
-            if (parseResult.GetValue(summary) is { } summaryPath)
+            if (summaryPath is not null)
             {
                 File.WriteAllText(summaryPath, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
             }
@@ -89,9 +132,61 @@ public static class TrainCommand
         return command;
     }
 
+    private static bool IsGiven(ParseResult parseResult, Option option) => parseResult.GetResult(option) is { Implicit: false };
+
+    private static void CheckOptimizerOptions(TrainSettings settings)
+    {
+        var algorithm = OptimizerAlgorithms.Get(settings.Optimizer);
+        if (settings.Momentum is not null && !algorithm.Defaults.Any(d => d.Key == "momentum"))
+        {
+            throw new ArgumentException($"Invalid --momentum for --optimizer {settings.Optimizer}: it has no momentum. Drop --momentum, or use an optimizer that has one, such as SGD.");
+        }
+
+        if (settings.WeightDecay is { } weightDecay && !(weightDecay >= 0))
+        {
+            throw new ArgumentException($"Invalid --weight-decay {weightDecay}: expected a value >= 0.");
+        }
+
+        if (settings.Momentum is { } momentum && !(momentum >= 0))
+        {
+            throw new ArgumentException($"Invalid --momentum {momentum}: expected a value >= 0.");
+        }
+    }
+
+    private static void PrepareCheckpointDirectory(string directory, bool fresh, bool overwrite)
+    {
+        if (File.Exists(directory))
+        {
+            throw new ArgumentException($"Invalid --checkpoint-dir '{directory}': it is a file; give a folder.");
+        }
+
+        if (!fresh || !Directory.Exists(directory))
+        {
+            return;
+        }
+
+        var existing = Directory.GetDirectories(directory, "epoch-*");
+        if (existing.Length == 0)
+        {
+            return;
+        }
+
+        if (!overwrite)
+        {
+            throw new ArgumentException(
+                $"--checkpoint-dir '{directory}' already contains checkpoints of another run ({Path.GetFileName(existing.Order().Last())}). " +
+                "Continue that run with --resume, choose another --checkpoint-dir, or pass --overwrite to delete them.");
+        }
+
+        foreach (string folder in existing)
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
     private static void CheckResumeOption<T>(ParseResult parseResult, Option<T> option, T given, T saved)
     {
-        if (parseResult.GetResult(option) is { Implicit: false } && !EqualityComparer<T>.Default.Equals(given, saved))
+        if (IsGiven(parseResult, option) && !EqualityComparer<T>.Default.Equals(given, saved))
         {
             throw new ArgumentException(
                 $"Invalid {option.Name} {given} with --resume: the checkpoint was trained with {option.Name} {saved}. Drop {option.Name} to continue it, or start a new run.");

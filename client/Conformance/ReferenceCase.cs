@@ -112,7 +112,11 @@ public sealed class ReferenceCase
             var types = root.GetProperty("final_state_dict_types");
             result.FinalStateDict = ReadStateDict(root.GetProperty("final_state_dict"), types);
         }
-        catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or JsonException)
+        catch (KeyNotFoundException e)
+        {
+            throw new FormatException($"{path} is not a reference case: a required field is missing ({MissingFields(root)}).", e);
+        }
+        catch (Exception e) when (e is InvalidOperationException or JsonException)
         {
             throw new FormatException($"{path} is not a reference case: {e.Message}", e);
         }
@@ -133,6 +137,19 @@ public sealed class ReferenceCase
         }
 
         return result;
+    }
+
+    private static readonly string[] s_requiredFields =
+        ["optimizer", "constructor", "param_shapes", "params_initial", "steps", "final_state_dict", "final_state_dict_types"];
+
+    private static string MissingFields(JsonElement root)
+    {
+        var missing = root.ValueKind == JsonValueKind.Object
+            ? s_requiredFields.Where(field => !root.TryGetProperty(field, out _)).ToList()
+            : [.. s_requiredFields];
+        return missing.Count > 0
+            ? "top-level fields " + string.Join(", ", missing.Select(f => "'" + f + "'"))
+            : "a nested field of 'constructor', 'steps' or 'final_state_dict'";
     }
 
     /// <summary>

@@ -108,6 +108,7 @@ public sealed class EmbeddedCluster : IAsyncDisposable
         builder.Logging.AddSimpleConsole(options => options.SingleLine = true);
         builder.Logging.AddConsole(options => options.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.Logging.AddFilter("Orleans", LogLevel.Error);
+        builder.Logging.AddFilter("Orleans.Optim", LogLevel.Warning);
         builder.Logging.SetMinimumLevel(logLevel);
     }
 

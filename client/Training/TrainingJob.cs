@@ -5,6 +5,9 @@ using Orleans.Optim.Layout;
 
 namespace Orleans.Optim.Cli.Training;
 
+/// <summary>The cluster failed during training; the message names the checkpoint to resume from.</summary>
+public sealed class TrainingInterruptedException(string message, Exception innerException) : Exception(message, innerException);
+
 /// <summary>
 /// The data-parallel training job: several workers each compute gradients on their part of every batch of the
 /// digits data set and step one cluster-held optimizer, which returns the new parameters to all of them.
@@ -17,13 +20,16 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
     /// <param name="checkpointDirectory">Folder that receives <c>epoch-NNNN</c> checkpoints.</param>
     /// <param name="checkpointEvery">Write a checkpoint every this many epochs, and always after the last.</param>
     /// <param name="resumeFrom">Checkpoint folder to continue from, or <see langword="null"/> to start fresh.</param>
+    /// <param name="overrides">Hyperparameters that replace the checkpoint's after loading it, such as a new <c>lr</c>.</param>
     /// <param name="cancellationToken">Stops after the current step.</param>
+    /// <exception cref="TrainingInterruptedException">The cluster failed during training; the message names the checkpoint to resume from.</exception>
     public async Task<TrainingSummary> RunAsync(
         TrainSettings settings,
         string optimizerName,
         string checkpointDirectory,
         int checkpointEvery,
         string? resumeFrom,
+        IReadOnlyList<KeyValuePair<string, object?>> overrides,
         CancellationToken cancellationToken)
     {
         settings.Validate();
@@ -50,6 +56,11 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
         if (resumeState is not null)
         {
             await workers[0].LoadStateDictAsync(resumeState);
+            foreach (var (key, value) in overrides)
+            {
+                await workers[0].SetHyperparameterAsync(0, key, value);
+                output.WriteLine($"param_groups[0]['{key}'] = {Orleans.Optim.Python.PythonValues.Format(value)} (given on the command line)");
+            }
         }
 
         for (int rank = 1; rank < settings.Workers; rank++)
@@ -63,8 +74,6 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
             $"on {statuses.Select(s => s.Silo).Distinct().Count()} silo(s), {settings.Workers} workers, batch {settings.BatchSize}.");
 
         int batchCount = dataset.GetBatchCount(settings.BatchSize);
-        var batchInputs = new float[settings.BatchSize * DigitsDataset.FeatureCount];
-        var batchLabels = new int[settings.BatchSize];
         var clock = Stopwatch.StartNew();
         double trainLoss = 0;
         (float Loss, float Accuracy) heldOut = (0, 0);
@@ -72,28 +81,16 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
         for (int epoch = startEpoch; epoch < settings.Epochs; epoch++)
         {
             var epochClock = Stopwatch.StartNew();
-            int[] order = dataset.GetEpochOrder(settings.Seed, epoch);
-            double lossSum = 0;
-            for (int batch = 0; batch < batchCount; batch++)
+            try
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                dataset.CopyTrainBatch(order, batch, batchInputs, batchLabels);
-                var current = parameters;
-                var results = await Task.WhenAll(Enumerable.Range(0, settings.Workers).Select(rank => Task.Run(async () =>
-                {
-                    var (loss, gradients) = mlp.ComputeWorkerGradients(current, batchInputs, batchLabels, rank, settings.Workers);
-                    var updated = await workers[rank].StepAsync(rank, gradients, cancellationToken);
-                    return (loss, updated);
-                })));
-
-                // The workers' losses are scaled so that their mean is the batch loss.
-                lossSum += results.Average(r => r.loss);
-                parameters = results[0].updated;
-                steps++;
-                ShowProgress(epoch, settings.Epochs, batch + 1, batchCount);
+                (trainLoss, parameters) = await RunEpochAsync(workers, mlp, dataset, settings, epoch, parameters, cancellationToken);
+            }
+            catch (Exception e) when (IsClusterFailure(e))
+            {
+                throw Interrupted(e, epoch, steps, lastCheckpoint, resumeFrom);
             }
 
-            trainLoss = lossSum / batchCount;
+            steps += batchCount;
             heldOut = mlp.Evaluate(parameters, dataset.HeldOut.Inputs, dataset.HeldOut.Labels);
             ClearProgress();
             output.WriteLine(string.Format(
@@ -110,7 +107,15 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
             if (last || (checkpointEvery > 0 && (epoch + 1) % checkpointEvery == 0))
             {
                 var checkpoint = new TrainingCheckpoint { Epoch = epoch + 1, Steps = steps, Settings = settings, HeldOutAccuracy = heldOut.Accuracy };
-                lastCheckpoint = checkpoint.Write(checkpointDirectory, await workers[0].StateDictAsync(), mlp.Parameters, parameters);
+                try
+                {
+                    lastCheckpoint = checkpoint.Write(checkpointDirectory, await workers[0].StateDictAsync(), mlp.Parameters, parameters);
+                }
+                catch (Exception e) when (IsClusterFailure(e))
+                {
+                    throw Interrupted(e, epoch, steps, lastCheckpoint, resumeFrom);
+                }
+
                 output.WriteLine($"checkpoint {lastCheckpoint}");
             }
         }
@@ -134,6 +139,49 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
             OptimizerCheckpoint = Path.GetFullPath(Path.Combine(lastCheckpoint, TrainingCheckpoint.OptimizerFile)),
             ModelCheckpoint = Path.GetFullPath(Path.Combine(lastCheckpoint, TrainingCheckpoint.ModelFile)),
         };
+    }
+
+    /// <summary>Runs one epoch of synchronous steps and returns its mean training loss and the final parameters.</summary>
+    private async Task<(double TrainLoss, float[][] Parameters)> RunEpochAsync(
+        ClusterOptimizer[] workers, Mlp mlp, DigitsDataset dataset, TrainSettings settings, int epoch, float[][] parameters, CancellationToken cancellationToken)
+    {
+        int batchCount = dataset.GetBatchCount(settings.BatchSize);
+        var batchInputs = new float[settings.BatchSize * DigitsDataset.FeatureCount];
+        var batchLabels = new int[settings.BatchSize];
+        int[] order = dataset.GetEpochOrder(settings.Seed, epoch);
+        double lossSum = 0;
+        for (int batch = 0; batch < batchCount; batch++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            dataset.CopyTrainBatch(order, batch, batchInputs, batchLabels);
+            var current = parameters;
+            var results = await Task.WhenAll(Enumerable.Range(0, settings.Workers).Select(rank => Task.Run(async () =>
+            {
+                var (loss, gradients) = mlp.ComputeWorkerGradients(current, batchInputs, batchLabels, rank, settings.Workers);
+                var updated = await workers[rank].StepAsync(rank, gradients, cancellationToken);
+                return (loss, updated);
+            })));
+
+            // The workers' losses are scaled so that their mean is the batch loss.
+            lossSum += results.Average(r => r.loss);
+            parameters = results[0].updated;
+            ShowProgress(epoch, settings.Epochs, batch + 1, batchCount);
+        }
+
+        return (lossSum / batchCount, parameters);
+    }
+
+    private static bool IsClusterFailure(Exception e) => e is TimeoutException or OrleansException or Orleans.Optim.Wire.OptimizerFaultException;
+
+    private TrainingInterruptedException Interrupted(Exception e, int epoch, long steps, string lastCheckpoint, string? resumeFrom)
+    {
+        ClearProgress();
+        string hint = lastCheckpoint.Length > 0
+            ? $"Restart the missing silo(s) and resume with --resume {lastCheckpoint}."
+            : resumeFrom is not null
+                ? $"Restart the missing silo(s) and resume with --resume {resumeFrom}."
+                : "No checkpoint was written yet; restart the missing silo(s) and start again.";
+        return new TrainingInterruptedException($"Training stopped in epoch {epoch + 1} after step {steps}: {e.Message.Split('\n')[0].Trim()} {hint}", e);
     }
 
     /// <summary>Builds the optimizer spec: one param group with the model's named parameters.</summary>

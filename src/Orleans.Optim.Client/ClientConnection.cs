@@ -13,9 +13,13 @@ public static class ClientConnection
     /// <summary>Default service id, the same as the silo host's default.</summary>
     public const string DefaultServiceId = "orleans-optim";
 
+    /// <summary>Default time a client keeps retrying its first connection to the gateways.</summary>
+    public static readonly TimeSpan DefaultConnectTimeout = TimeSpan.FromSeconds(15);
+
     /// <summary>
     /// Connects through the given gateway ports on 127.0.0.1, with a response timeout long enough for synchronous
-    /// steps that wait for slow workers.
+    /// steps that wait for slow workers. The first connection is retried for <paramref name="connectTimeout"/> and
+    /// then fails with the gateway error.
     /// </summary>
     /// <exception cref="ArgumentException">No gateway port, or a port outside 1..65535.</exception>
     public static IClientBuilder ConfigureOptimizerClient(
@@ -23,7 +27,8 @@ public static class ClientConnection
         IReadOnlyList<int> gatewayPorts,
         string clusterId = DefaultClusterId,
         string serviceId = DefaultServiceId,
-        TimeSpan? responseTimeout = null)
+        TimeSpan? responseTimeout = null,
+        TimeSpan? connectTimeout = null)
     {
         if (gatewayPorts.Count == 0)
         {
@@ -44,7 +49,19 @@ public static class ClientConnection
             options.ClusterId = clusterId;
             options.ServiceId = serviceId;
         });
-        client.Configure<MessagingOptions>(options => options.ResponseTimeout = responseTimeout ?? TimeSpan.FromMinutes(2));
+        client.Configure<ClientMessagingOptions>(options => options.ResponseTimeout = responseTimeout ?? TimeSpan.FromMinutes(2));
+
+        var deadline = DateTime.UtcNow + (connectTimeout ?? DefaultConnectTimeout);
+        client.UseConnectionRetryFilter(async (_, cancellationToken) =>
+        {
+            if (DateTime.UtcNow >= deadline)
+            {
+                return false;
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(500), cancellationToken);
+            return true;
+        });
         return client;
     }
 }

@@ -92,6 +92,20 @@ public sealed class ClusterOptimizer
         return new ClusterOptimizer(grains, description, 0);
     }
 
+    /// <summary>Returns whether an optimizer with this name exists in the cluster (being created or ready).</summary>
+    public static async Task<bool> ExistsAsync(IGrainFactory grains, string name)
+    {
+        try
+        {
+            await Coordinator(grains, name).Describe();
+            return true;
+        }
+        catch (OptimizerFaultException e) when (e.Fault == OptimizerFault.NotFound)
+        {
+            return false;
+        }
+    }
+
     /// <summary>
     /// Attaches to an existing optimizer, waiting up to <paramref name="waitForReady"/> for its creation to finish.
     /// </summary>

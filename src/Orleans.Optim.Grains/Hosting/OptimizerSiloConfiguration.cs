@@ -23,7 +23,8 @@ public static class OptimizerSiloConfiguration
             : null;
 
         silo.UseLocalhostClustering(settings.SiloPort, settings.GatewayPort, primary, settings.ServiceId, settings.ClusterId);
-        silo.Configure<MessagingOptions>(options => options.ResponseTimeout = settings.Shards.StepTimeout + TimeSpan.FromSeconds(30));
+        // A shard call waits up to the step timeout for the other ranks, so silo-to-silo requests must be allowed longer.
+        silo.Configure<SiloMessagingOptions>(options => options.ResponseTimeout = settings.Shards.StepTimeout + TimeSpan.FromSeconds(30));
         silo.AddMemoryGrainStorage(OptimizerSiloBuilderExtensions.StorageName);
         silo.AddOptimizerGrains(shards =>
         {

@@ -47,6 +47,59 @@ public sealed class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public void TrainRefusesUsedCheckpointDir()
+    {
+        var first = CommandRunner.RunClient(["train", "--epochs", "1", "--checkpoint-dir", "run"], _folder);
+        var second = CommandRunner.RunClient(["train", "--epochs", "1", "--checkpoint-dir", "run"], _folder);
+        var overwritten = CommandRunner.RunClient(["train", "--epochs", "1", "--checkpoint-dir", "run", "--overwrite"], _folder);
+
+        Assert.Equal(0, first.ExitCode);
+        Assert.Equal(1, second.ExitCode);
+        Assert.Contains("--checkpoint-dir 'run' already contains checkpoints of another run (epoch-0001)", second.Error);
+        Assert.Equal(0, overwritten.ExitCode);
+    }
+
+    [Fact]
+    public void ResumeAppliesGivenLearningRate()
+    {
+        CommandRunner.RunClient(["train", "--epochs", "1", "--checkpoint-dir", "run"], _folder);
+
+        var resumed = CommandRunner.RunClient(["train", "--epochs", "2", "--resume", "run", "--lr", "0.002", "--checkpoint-dir", "run"], _folder);
+
+        Assert.Equal(0, resumed.ExitCode);
+        Assert.Contains("param_groups[0]['lr'] = 0.002 (given on the command line)", resumed.Output);
+        var state = StateDictFiles.ReadOptimizer(Path.Combine(_folder, "run", "epoch-0002", "optimizer.pt"));
+        Assert.Equal(0.002, state.ParamGroups[0]["lr"]);
+        var metadata = JsonNode.Parse(File.ReadAllText(Path.Combine(_folder, "run", "epoch-0002", "checkpoint.json")))!;
+        Assert.Equal(0.002, metadata["settings"]!["lr"]!.GetValue<double>());
+    }
+
+    [Fact]
+    public void ParseErrorPrintsErrorLine()
+    {
+        var result = CommandRunner.RunClient(["train", "--workers", "abc"], _folder);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.StartsWith("error: Cannot parse argument 'abc' for option '--workers'", result.Error);
+        Assert.Contains("Run 'client train --help' for the options.", result.Error);
+    }
+
+    [Fact]
+    public void UnreachableGatewayFailsWithinSeconds()
+    {
+        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+
+        var result = CommandRunner.RunClient(["train", "--gateway", port.ToString()], _folder, TimeSpan.FromSeconds(60));
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.StartsWith($"error: Cannot connect to the cluster 'orleans-optim' through 127.0.0.1 port(s) {port} within 15 s", result.Error);
+        Assert.DoesNotContain("   at ", result.Error);
+    }
+
+    [Fact]
     public void ConformanceReportsEachOutcome()
     {
         string cases = Directory.CreateDirectory(Path.Combine(_folder, "cases")).FullName;

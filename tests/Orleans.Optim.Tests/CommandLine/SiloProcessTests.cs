@@ -31,6 +31,33 @@ public sealed class SiloProcessTests : IDisposable
         Assert.Contains("4 parameters in 4 shards on 2 silo(s)", result.Output);
         Assert.Contains("epoch   2/2", result.Output);
         Assert.True(File.Exists(Path.Combine(_folder, "run", "epoch-0002", "optimizer.pt")));
+
+        var reused = CommandRunner.RunClient(
+            ["train", "--epochs", "1", "--gateway", gatewayPorts[0].ToString(), "--cluster-id", clusterId, "--checkpoint-dir", "other", "--name", NameOf(result.Output)],
+            _folder);
+
+        Assert.Equal(1, reused.ExitCode);
+        Assert.Contains($"Optimizer '{NameOf(result.Output)}' already exists in the cluster", reused.Error);
+    }
+
+    [Fact]
+    public void SiloRejectsInvalidPort()
+    {
+        var startInfo = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        startInfo.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Orleans.Optim.Silo.dll"));
+        startInfo.ArgumentList.Add("--Optim:Silo:SiloPort=abc");
+        using var process = Process.Start(startInfo)!;
+        string error = process.StandardError.ReadToEnd();
+        Assert.True(process.WaitForExit(60_000));
+
+        Assert.Equal(1, process.ExitCode);
+        Assert.StartsWith("error: Failed to convert configuration value 'abc'", error);
+    }
+
+    private static string NameOf(string trainOutput)
+    {
+        int start = trainOutput.IndexOf("Optimizer '", StringComparison.Ordinal) + "Optimizer '".Length;
+        return trainOutput[start..trainOutput.IndexOf('\'', start)];
     }
 
     public void Dispose()

@@ -32,7 +32,7 @@ public sealed class ClusterFixture : IAsyncLifetime
             silo.AddMemoryGrainStorage(OptimizerSiloBuilderExtensions.StorageName);
             silo.AddOptimizerGrains(shards => shards.StepTimeout = StepTimeout);
         });
-        builder.ConfigureClient(client => client.Services.Configure<MessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromMinutes(2)));
+        builder.ConfigureClient(client => client.Services.Configure<ClientMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromMinutes(2)));
         _cluster = builder.Build();
         await _cluster.DeployAsync();
     }

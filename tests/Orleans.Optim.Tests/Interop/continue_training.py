@@ -12,6 +12,9 @@ import sys
 
 import torch
 
+if len(sys.argv) != 7:
+    sys.exit(__doc__)
+
 torch.set_num_threads(1)
 model_path, optimizer_path, class_name, data_path = sys.argv[1:5]
 hidden, steps = int(sys.argv[5]), int(sys.argv[6])

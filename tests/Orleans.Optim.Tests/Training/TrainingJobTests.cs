@@ -72,6 +72,6 @@ public sealed class TrainingJobTests(ClusterFixture fixture) : IDisposable
     private async Task<TrainingSummary> RunAsync(TrainSettings settings, string run, int checkpointEvery, string? resumeFrom)
     {
         var job = new TrainingJob(fixture.Client, TextWriter.Null, TextWriter.Null, interactive: false);
-        return await job.RunAsync(settings, $"train-{run}-{Guid.NewGuid():N}", Path.Combine(_folder, run), checkpointEvery, resumeFrom, CancellationToken.None);
+        return await job.RunAsync(settings, $"train-{run}-{Guid.NewGuid():N}", Path.Combine(_folder, run), checkpointEvery, resumeFrom, [], CancellationToken.None);
     }
 }
