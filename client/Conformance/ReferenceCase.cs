@@ -204,17 +204,35 @@ public sealed class ReferenceCase
         _ => throw new FormatException($"Unexpected JSON value {value.GetRawText()}."),
     };
 
-    /// <summary>Reads a tensor <c>{"dtype", "shape", "data"}</c>; each number is an exact float32 printed as a double.</summary>
+    /// <summary>
+    /// Reads a tensor <c>{"dtype", "shape", "data"}</c>. A float32 element is an exact float32 printed as a double. An
+    /// int64 element, such as ASGD's <c>eta</c> after an int <c>lr</c>, is a JSON integer.
+    /// </summary>
     public static Tensor ReadTensor(JsonElement tensor)
     {
         string dtypeName = tensor.GetProperty("dtype").GetString()!;
-        if (!DTypes.TryParseTorchName(dtypeName, out var dtype) || dtype != DType.Float32)
+        var shape = ReadShape(tensor.GetProperty("shape"));
+        var elements = tensor.GetProperty("data").EnumerateArray();
+        bool known = DTypes.TryParseTorchName(dtypeName, out var dtype);
+        if (known && dtype == DType.Float32)
         {
-            throw new FormatException($"Only float32 tensors are supported in reference cases, found dtype '{dtypeName}'.");
+            return Tensor.FromFloats(elements.Select(v => (float)v.GetDouble()).ToArray(), shape);
         }
 
-        var data = tensor.GetProperty("data").EnumerateArray().Select(v => (float)v.GetDouble()).ToArray();
-        return Tensor.FromFloats(data, ReadShape(tensor.GetProperty("shape")));
+        if (known && dtype == DType.Int64)
+        {
+            var data = new byte[checked(elements.Count() * sizeof(long))];
+            int offset = 0;
+            foreach (var element in elements)
+            {
+                System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(data.AsSpan(offset), element.GetInt64());
+                offset += sizeof(long);
+            }
+
+            return new Tensor(DType.Int64, shape, data);
+        }
+
+        throw new FormatException($"Only float32 and int64 tensors are supported in reference cases, found dtype '{dtypeName}'.");
     }
 
     private static object ReadNumber(JsonElement value)

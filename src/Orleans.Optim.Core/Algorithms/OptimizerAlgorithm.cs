@@ -44,7 +44,8 @@ public abstract class OptimizerAlgorithm
     public abstract SliceState CreateState(AlgorithmOptions options, int length);
 
     /// <summary>
-    /// Applies one update to a slice of a parameter, as torch's single-tensor path does to the whole tensor.
+    /// Applies one update to a slice of a parameter, as torch's single-tensor path does to the whole tensor (for
+    /// <see cref="NAdam"/>, torch's foreach path).
     /// </summary>
     /// <param name="options">The group's hyperparameters at this step.</param>
     /// <param name="state">The slice's state, updated in place.</param>
@@ -159,6 +160,10 @@ public static class OptimizerAlgorithms
         new Sgd(),
         new Adam(),
         new AdamW(),
+        new NAdam(),
+        new RAdam(),
+        new Asgd(),
+        new Rprop(),
     }.ToDictionary(algorithm => algorithm.Name, StringComparer.Ordinal);
 
     /// <summary>Torch class names of the implemented algorithms.</summary>

@@ -16,7 +16,7 @@ namespace Orleans.Optim.Engine;
 /// count and params per group. It also checks what torch would only trip over later: every state entry's name for the
 /// algorithm, its type, every tensor's shape against its parameter, hyperparameters, and parameter names where both
 /// sides have them. Then it behaves as torch: the loaded groups' hyperparameters replace the current ones, missing group keys take
-/// the defaults, floating state tensors become float32 (the parameters' dtype) and <c>step</c> keeps its dtype.
+/// the defaults, state tensors other than <c>step</c> become float32 (the parameters' dtype) and <c>step</c> keeps its dtype.
 /// </remarks>
 public sealed class LoadPlan
 {
@@ -247,7 +247,9 @@ public sealed class LoadPlan
 
                 if (value is Tensor scalar && scalar.Shape.Length == 0 && scalar.DType is DType.Float32 or DType.Float64 or DType.Int64)
                 {
-                    return scalar;
+                    // torch's load_state_dict casts every state tensor except step to the parameter's dtype, such as
+                    // ASGD's eta and mu and NAdam's mu_product.
+                    return spec.Name == "step" ? scalar : scalar.ToFloat32();
                 }
 
                 throw new StateDictException(

@@ -19,13 +19,25 @@ public sealed class KernelPathTests
         { "Adam", "lr=0.01,maximize=True,eps=1e-30" },
         { "AdamW", "lr=0.001" },
         { "AdamW", "lr=0.5,amsgrad=True,weight_decay=0.3,maximize=True" },
+        { "NAdam", "lr=0.002" },
+        { "NAdam", "lr=0.01,betas=(0.5 0.9),weight_decay=0.1,momentum_decay=0.04" },
+        { "NAdam", "lr=0.5,eps=1e-30,momentum_decay=0.0" },
+        { "RAdam", "lr=0.001" },
+        { "RAdam", "lr=0.01,betas=(0.5 0.99),weight_decay=0.1" },
+        { "RAdam", "lr=0.5,eps=1e-30" },
+        { "ASGD", "lr=0.01,t0=2.0" },
+        { "ASGD", "lr=0.05,lambd=0.1,alpha=1,t0=0,weight_decay=0.01,maximize=True" },
+        { "ASGD", "lr=1,t0=3.0" },
+        { "Rprop", "lr=0.01" },
+        { "Rprop", "lr=0.01,etas=(0.4 1.5),step_sizes=(0.004 0.015),maximize=True" },
     };
 
     [Theory]
     [MemberData(nameof(Configurations))]
     public void VectorizedEqualsPlainBits(string algorithm, string options)
     {
-        // 8 floats per 256-bit vector: 1000 elements use the vector loop 125 times, 1003 leave a tail of 3.
+        // 8 floats per 256-bit vector: 1000 elements use the vector loop 125 times, 1003 leave a tail of 3. Eight
+        // steps reach RAdam's rectified branch, which starts at step 6 with betas[1]=0.999.
         long[][] shapes = [[1000], [1003], [7], [33, 5]];
         var random = new Random(11);
         var initial = shapes.Select(s => RandomValues(random, (int)s.Aggregate(1L, (a, b) => a * b), special: true)).ToList();
@@ -38,7 +50,7 @@ public sealed class KernelPathTests
         var plain = new LocalOptimizer(spec, initial.Select(v => (float[])v.Clone()).ToList(), KernelPath.Plain);
         var vectorized = new LocalOptimizer(spec, initial.Select(v => (float[])v.Clone()).ToList(), KernelPath.Vectorized);
 
-        for (int step = 0; step < 6; step++)
+        for (int step = 0; step < 8; step++)
         {
             var gradients = initial.Select(v => (float[]?)RandomValues(random, v.Length, special: step % 2 == 1)).ToList();
             plain.Step(gradients);
@@ -53,6 +65,8 @@ public sealed class KernelPathTests
         Assert.Null(StateDictComparison.FirstDifference(plain.StateDict(), vectorized.StateDict()));
     }
 
+    // Reads "key=value" pairs separated by commas. A value is True, False, a tuple "(a b)", an int (no '.' or exponent)
+    // or a float, with Python's types.
     private static List<KeyValuePair<string, object?>> ParseOptions(string text) =>
         text.Split(',').Select(pair =>
         {
@@ -61,10 +75,16 @@ public sealed class KernelPathTests
             {
                 "True" => true,
                 "False" => false,
-                _ => double.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture),
+                ['(', .., ')'] tuple => tuple[1..^1].Split(' ').Select(ParseNumber).ToArray(),
+                _ => ParseNumber(parts[1]),
             };
             return new KeyValuePair<string, object?>(parts[0], value);
         }).ToList();
+
+    private static object? ParseNumber(string text) =>
+        text.IndexOfAny(['.', 'e', 'E']) >= 0
+            ? double.Parse(text, System.Globalization.CultureInfo.InvariantCulture)
+            : long.Parse(text, System.Globalization.CultureInfo.InvariantCulture);
 
     private static float[] RandomValues(Random random, int length, bool special)
     {
