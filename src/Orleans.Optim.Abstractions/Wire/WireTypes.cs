@@ -115,6 +115,9 @@ public sealed record ShardConfig
 
     /// <summary>Gradient reduction: 0 for mean, 1 for sum.</summary>
     [Id(6)] public required int Reduction { get; init; }
+
+    /// <summary>Torch's <c>optimizer.defaults</c>, encoded with <c>PythonBinary.EncodeOptions</c>; Adagrad's initial state reads them.</summary>
+    [Id(7)] public required byte[] Defaults { get; init; }
 }
 
 /// <summary>A shard's progress.</summary>

@@ -41,7 +41,7 @@ public sealed class LocalOptimizer
             }
 
             var options = Algorithm.ParseOptions(_groups[parameter.GroupIndex], parameter.GroupIndex);
-            _slices[shard.Index] = new ParameterSlice(Algorithm, options, parameter.Id, values.AsSpan((int)shard.Offset, shard.Length).ToArray());
+            _slices[shard.Index] = new ParameterSlice(Algorithm, options, parameter.Id, values.AsSpan((int)shard.Offset, shard.Length).ToArray(), _defaults);
         }
     }
 

@@ -220,6 +220,7 @@ internal sealed partial class OptimizerGrain(
                 GroupOptions = state.Groups[group],
                 WorldSize = spec.WorldSize,
                 Reduction = spec.Reduction,
+                Defaults = state.Defaults,
             });
         }));
     }

@@ -19,6 +19,18 @@ public sealed class KernelPathTests
         { "Adam", "lr=0.01,maximize=True,eps=1e-30" },
         { "AdamW", "lr=0.001" },
         { "AdamW", "lr=0.5,amsgrad=True,weight_decay=0.3,maximize=True" },
+        { "Adagrad", "lr=0.01" },
+        { "Adagrad", "lr=0.1,lr_decay=0.05,initial_accumulator_value=0.1,weight_decay=0.01,maximize=True" },
+        { "Adagrad", "lr=0.1,lr_decay=0.3,eps=0.0,foreach=True" },
+        { "RMSprop", "lr=0.01" },
+        { "RMSprop", "lr=0.01,centered=True,weight_decay=0.01" },
+        { "RMSprop", "lr=0.01,momentum=0.9,maximize=True" },
+        { "RMSprop", "lr=0.01,momentum=0.9,centered=True,alpha=0.5,eps=1e-30" },
+        { "Adadelta", "lr=1.0" },
+        { "Adadelta", "lr=0.5,rho=0.0,weight_decay=0.1,maximize=True" },
+        { "Adadelta", "rho=1.0,eps=1e-30" },
+        { "Adamax", "lr=0.002" },
+        { "Adamax", "lr=0.01,weight_decay=0.1,maximize=True,eps=0.0" },
     };
 
     [Theory]
