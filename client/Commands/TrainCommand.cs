@@ -16,7 +16,7 @@ public static class TrainCommand
         var workers = new Option<int>("--workers") { Description = "Number of data-parallel workers.", DefaultValueFactory = _ => defaults.Workers };
         var epochs = new Option<int>("--epochs") { Description = "Total number of epochs (a resumed run continues up to it).", DefaultValueFactory = _ => defaults.Epochs };
         var batchSize = new Option<int>("--batch-size") { Description = "Samples per synchronous step, over all workers.", DefaultValueFactory = _ => defaults.BatchSize };
-        var optimizer = new Option<string>("--optimizer") { Description = "Torch optimizer class: SGD, Adam or AdamW.", DefaultValueFactory = _ => defaults.Optimizer };
+        var optimizer = new Option<string>("--optimizer") { Description = "Torch optimizer class: SGD, Adam, AdamW, Adagrad, RMSprop, Adadelta or Adamax.", DefaultValueFactory = _ => defaults.Optimizer };
         var lr = new Option<double>("--lr") { Description = "Learning rate.", DefaultValueFactory = _ => defaults.Lr };
         var weightDecay = new Option<double?>("--weight-decay") { Description = "Weight decay (default: the optimizer's own)." };
         var momentum = new Option<double?>("--momentum") { Description = "Momentum, for SGD (default: the optimizer's own)." };

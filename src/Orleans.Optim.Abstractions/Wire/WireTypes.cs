@@ -118,6 +118,9 @@ public sealed record ShardConfig
 
     /// <summary>Steps the optimizer had applied when the shard was created: 0, or more for a group added later.</summary>
     [Id(7)] public long InitialStep { get; init; }
+
+    /// <summary>Torch's <c>optimizer.defaults</c>, encoded with <c>PythonBinary.EncodeOptions</c>; Adagrad's initial state reads them.</summary>
+    [Id(8)] public required byte[] Defaults { get; init; }
 }
 
 /// <summary>A shard's progress.</summary>

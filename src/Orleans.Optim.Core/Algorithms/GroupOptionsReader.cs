@@ -3,11 +3,23 @@ using Orleans.Optim.Python;
 namespace Orleans.Optim.Algorithms;
 
 /// <summary>
-/// Reads typed hyperparameters out of one param group, with errors that name the group and key.
+/// Reads typed hyperparameters out of one param group, or out of the optimizer's defaults, with errors that name the
+/// dictionary and key.
 /// </summary>
-internal readonly struct GroupOptionsReader(IReadOnlyDictionary<string, object?> group, int groupIndex)
+/// <param name="group">The param group or defaults.</param>
+/// <param name="location">How errors name the dictionary, such as <c>param_groups[1]</c>.</param>
+internal readonly struct GroupOptionsReader(IReadOnlyDictionary<string, object?> group, string location)
 {
-    public string PathOf(string key) => $"param_groups[{groupIndex}]['{key}']";
+    /// <summary>Creates a reader for param group <paramref name="groupIndex"/>.</summary>
+    public GroupOptionsReader(IReadOnlyDictionary<string, object?> group, int groupIndex)
+        : this(group, $"param_groups[{groupIndex}]")
+    {
+    }
+
+    /// <summary>Creates a reader for torch's <c>optimizer.defaults</c>, the constructor's keyword arguments over the algorithm's defaults.</summary>
+    public static GroupOptionsReader ForDefaults(IReadOnlyDictionary<string, object?> defaults) => new(defaults, "defaults");
+
+    public string PathOf(string key) => $"{location}['{key}']";
 
     /// <summary>Reads a finite Python int or float.</summary>
     public double Number(string key)
@@ -70,7 +82,10 @@ internal readonly struct GroupOptionsReader(IReadOnlyDictionary<string, object?>
         throw Invalid(key, $"{key}={PythonValues.Format(value)} is not supported: {reason}. Set it to False");
     }
 
-    /// <summary>Requires <c>foreach</c> to be None, True or False; both settings run the same math here.</summary>
+    /// <summary>
+    /// Requires <c>foreach</c> to be None, True or False. Both settings run the same math here, except in an algorithm
+    /// that reads the flag itself, as Adagrad does.
+    /// </summary>
     public void RequireForeach()
     {
         if (group.TryGetValue("foreach", out object? value) && value is not (null or bool))

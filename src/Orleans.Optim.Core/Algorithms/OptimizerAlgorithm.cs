@@ -44,6 +44,20 @@ public abstract class OptimizerAlgorithm
     public abstract SliceState CreateState(AlgorithmOptions options, int length);
 
     /// <summary>
+    /// Creates the state torch's constructor creates for a parameter when <see cref="CreatesStateEagerly"/> is set,
+    /// restricted to a slice of <paramref name="length"/> elements.
+    /// </summary>
+    /// <param name="defaults">
+    /// Torch's <c>optimizer.defaults</c>. The constructor reads its own keyword arguments, so a value there can differ
+    /// from the group's, as Adagrad's <c>initial_accumulator_value</c> does.
+    /// </param>
+    /// <param name="options">The hyperparameters of the parameter's group.</param>
+    /// <param name="length">Number of elements of the slice.</param>
+    /// <exception cref="InvalidHyperparameterException">A value in <paramref name="defaults"/> is missing or invalid.</exception>
+    public virtual SliceState CreateInitialState(IReadOnlyDictionary<string, object?> defaults, AlgorithmOptions options, int length) =>
+        CreateState(options, length);
+
+    /// <summary>
     /// Applies one update to a slice of a parameter, as torch's single-tensor path does to the whole tensor (for
     /// <see cref="NAdam"/>, torch's foreach path).
     /// </summary>
@@ -58,7 +72,9 @@ public abstract class OptimizerAlgorithm
     /// Builds torch's <c>optimizer.defaults</c>: the algorithm's defaults in torch's key order, with the constructor's
     /// keyword arguments in place of their defaults.
     /// </summary>
-    /// <exception cref="InvalidHyperparameterException">A keyword argument is not one of the algorithm's.</exception>
+    /// <exception cref="InvalidHyperparameterException">
+    /// A keyword argument is not one of the algorithm's, or fails a check of <see cref="CheckDefaults"/>.
+    /// </exception>
     public OrderedDictionary<string, object?> BuildDefaults(IEnumerable<KeyValuePair<string, object?>> keywordArguments)
     {
         var defaults = new OrderedDictionary<string, object?>(Defaults);
@@ -74,6 +90,7 @@ public abstract class OptimizerAlgorithm
             defaults[key] = value;
         }
 
+        CheckDefaults(defaults);
         return defaults;
     }
 
@@ -133,6 +150,15 @@ public abstract class OptimizerAlgorithm
         }
     }
 
+    /// <summary>
+    /// Runs torch's constructor checks on the defaults that the algorithm reads from <c>optimizer.defaults</c> instead of
+    /// a group. <see cref="ParseOptions"/> checks every group, so only such values need a check here.
+    /// </summary>
+    /// <exception cref="InvalidHyperparameterException">A value fails the check.</exception>
+    protected virtual void CheckDefaults(IReadOnlyDictionary<string, object?> defaults)
+    {
+    }
+
     /// <summary>Creates the state of a parameter from <see cref="StateEntries"/>, with zeroed tensors and zero scalars.</summary>
     protected SliceState CreateZeroState(AlgorithmOptions options, int length) =>
         new(StateEntries(options).Select(spec => spec.Kind switch
@@ -160,6 +186,10 @@ public static class OptimizerAlgorithms
         new Sgd(),
         new Adam(),
         new AdamW(),
+        new Adagrad(),
+        new RMSprop(),
+        new Adadelta(),
+        new Adamax(),
         new NAdam(),
         new RAdam(),
         new Asgd(),

@@ -120,6 +120,11 @@ public sealed class LoadPlan
             state[parameter.Id] = (ConvertEntries(algorithm, specs, parameter, savedId, entries), position++);
         }
 
+        if (algorithm.CreatesStateEagerly)
+        {
+            CheckEveryParameterHasState(algorithm, idMap, state);
+        }
+
         return new LoadPlan(groups, options, state);
     }
 
@@ -153,6 +158,25 @@ public sealed class LoadPlan
         }
 
         return new SliceState(entries);
+    }
+
+    // An algorithm that creates state in its constructor never creates it later, so torch fails at the first step of a
+    // parameter whose state the loaded dict lacks.
+    private static void CheckEveryParameterHasState(
+        OptimizerAlgorithm algorithm,
+        Dictionary<long, ParameterInfo> idMap,
+        Dictionary<long, (OrderedDictionary<string, object?>, int)> state)
+    {
+        foreach (var (savedId, parameter) in idMap)
+        {
+            if (!state.ContainsKey(parameter.Id))
+            {
+                string where = parameter.Name is null ? $"param ID {savedId}" : $"param ID {savedId} ('{parameter.Name}')";
+                throw new StateDictException(
+                    $"The loaded state has no entry for {where}: {algorithm.Name} creates the state of every parameter in its constructor " +
+                    "and cannot step a parameter without it. Load a state dict that has state for every parameter of its param_groups.");
+            }
+        }
     }
 
     private static void CheckNames(OptimizerLayout layout, OrderedDictionary<string, object?> loadedGroup, IReadOnlyList<long> current, int g)

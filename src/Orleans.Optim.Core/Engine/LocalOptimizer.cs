@@ -43,7 +43,7 @@ public sealed class LocalOptimizer
             }
 
             var options = Algorithm.ParseOptions(_groups[parameter.GroupIndex], parameter.GroupIndex);
-            _slices.Add(new ParameterSlice(Algorithm, options, parameter.Id, values.AsSpan((int)shard.Offset, shard.Length).ToArray()));
+            _slices.Add(new ParameterSlice(Algorithm, options, parameter.Id, values.AsSpan((int)shard.Offset, shard.Length).ToArray(), _defaults));
         }
     }
 
@@ -119,7 +119,7 @@ public sealed class LocalOptimizer
         foreach (var shard in newShards)
         {
             float[] values = initialValues[(int)(shard.ParamId - firstId)];
-            _slices.Add(new ParameterSlice(Algorithm, options, shard.ParamId, values.AsSpan((int)shard.Offset, shard.Length).ToArray()));
+            _slices.Add(new ParameterSlice(Algorithm, options, shard.ParamId, values.AsSpan((int)shard.Offset, shard.Length).ToArray(), _defaults));
         }
 
         _groups.Add(groups[groupIndex]);

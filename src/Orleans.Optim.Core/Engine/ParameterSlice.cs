@@ -13,7 +13,9 @@ public sealed class ParameterSlice
     /// <param name="options">The hyperparameters of the parameter's group.</param>
     /// <param name="paramId">Param ID of the parameter.</param>
     /// <param name="values">Initial master values of the slice; the slice takes ownership.</param>
-    public ParameterSlice(OptimizerAlgorithm algorithm, AlgorithmOptions options, long paramId, float[] values)
+    /// <param name="defaults">Torch's <c>optimizer.defaults</c>, which an algorithm that creates state eagerly reads.</param>
+    /// <exception cref="InvalidHyperparameterException">A value in <paramref name="defaults"/> that the initial state needs is invalid.</exception>
+    public ParameterSlice(OptimizerAlgorithm algorithm, AlgorithmOptions options, long paramId, float[] values, IReadOnlyDictionary<string, object?> defaults)
     {
         Algorithm = algorithm;
         Options = options;
@@ -21,7 +23,7 @@ public sealed class ParameterSlice
         Values = values;
         if (algorithm.CreatesStateEagerly)
         {
-            State = algorithm.CreateState(options, values.Length);
+            State = algorithm.CreateInitialState(defaults, options, values.Length);
             OrderKey = new StateOrderKey(0, paramId);
         }
     }

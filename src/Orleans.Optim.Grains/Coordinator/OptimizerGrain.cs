@@ -186,6 +186,7 @@ internal sealed partial class OptimizerGrain(
             WorldSize = spec.WorldSize,
             Reduction = spec.Reduction,
             InitialStep = min,
+            Defaults = state.Defaults,
         })));
         LogGroupAdded(logger, Name, groupIndex, newShards.Count, min);
         return Describe(state);
@@ -266,6 +267,7 @@ internal sealed partial class OptimizerGrain(
                 GroupOptions = state.Groups[group],
                 WorldSize = spec.WorldSize,
                 Reduction = spec.Reduction,
+                Defaults = state.Defaults,
             });
         }));
     }

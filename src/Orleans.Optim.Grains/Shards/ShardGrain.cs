@@ -321,8 +321,17 @@ internal sealed partial class ShardGrain(
         _stepsSincePersist = 0;
     }
 
-    private static ParameterSlice CreateSlice(ShardConfig config, float[] values) =>
-        new(OptimizerAlgorithms.Get(config.Algorithm), ParseOptions(config), config.Shard.ParamId, values);
+    private static ParameterSlice CreateSlice(ShardConfig config, float[] values)
+    {
+        try
+        {
+            return new(OptimizerAlgorithms.Get(config.Algorithm), ParseOptions(config), config.Shard.ParamId, values, PythonBinary.DecodeOptions(config.Defaults));
+        }
+        catch (InvalidHyperparameterException e)
+        {
+            throw new OptimizerFaultException(OptimizerFault.InvalidHyperparameter, e.Reason) { Path = e.ParamName };
+        }
+    }
 
     private static AlgorithmOptions ParseOptions(ShardConfig config)
     {

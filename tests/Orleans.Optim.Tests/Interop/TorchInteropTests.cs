@@ -27,6 +27,10 @@ public sealed class TorchInteropTests(ClusterFixture fixture) : IDisposable
         { "Adam", """{"lr": 0.01, "amsgrad": true, "weight_decay": 0.01}""" },
         { "Adam", """{"lr": 0.003, "betas": [0.8, 0.99], "maximize": true}""" },
         { "AdamW", """{"lr": 0.01, "amsgrad": true}""" },
+        { "Adagrad", """{"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1, "weight_decay": 0.01}""" },
+        { "RMSprop", """{"lr": 0.01, "momentum": 0.9, "centered": true}""" },
+        { "Adadelta", """{"rho": 0.8, "weight_decay": 0.01, "maximize": true}""" },
+        { "Adamax", """{"lr": 0.01, "betas": [0.8, 0.99], "weight_decay": 0.01}""" },
     };
 
     [Theory]
