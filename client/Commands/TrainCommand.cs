@@ -16,10 +16,14 @@ public static class TrainCommand
         var workers = new Option<int>("--workers") { Description = "Number of data-parallel workers.", DefaultValueFactory = _ => defaults.Workers };
         var epochs = new Option<int>("--epochs") { Description = "Total number of epochs (a resumed run continues up to it).", DefaultValueFactory = _ => defaults.Epochs };
         var batchSize = new Option<int>("--batch-size") { Description = "Samples per synchronous step, over all workers.", DefaultValueFactory = _ => defaults.BatchSize };
-        var optimizer = new Option<string>("--optimizer") { Description = "Torch optimizer class: SGD, Adam, AdamW, Adagrad, RMSprop, Adadelta or Adamax.", DefaultValueFactory = _ => defaults.Optimizer };
-        var lr = new Option<double>("--lr") { Description = "Learning rate.", DefaultValueFactory = _ => defaults.Lr };
+        var optimizer = new Option<string>("--optimizer")
+        {
+            Description = "Torch optimizer class: " + string.Join(", ", OptimizerAlgorithms.Names) + ".",
+            DefaultValueFactory = _ => defaults.Optimizer,
+        };
+        var lr = new Option<double>("--lr") { Description = "Learning rate (default: one that suits the optimizer on this task, 0.01 for Adam)." };
         var weightDecay = new Option<double?>("--weight-decay") { Description = "Weight decay (default: the optimizer's own)." };
-        var momentum = new Option<double?>("--momentum") { Description = "Momentum, for SGD (default: the optimizer's own)." };
+        var momentum = new Option<double?>("--momentum") { Description = "Momentum, for SGD and RMSprop (default: the optimizer's own)." };
         var hidden = new Option<int>("--hidden") { Description = "Hidden layer width of the 64-H-10 MLP.", DefaultValueFactory = _ => defaults.Hidden };
         var seed = new Option<long>("--seed") { Description = "Seed of the initial parameters and the per-epoch shuffles.", DefaultValueFactory = _ => defaults.Seed };
         var shardSize = new Option<int>("--shard-size") { Description = "Maximum elements per shard; larger parameters are split.", DefaultValueFactory = _ => defaults.ShardSize };
@@ -45,7 +49,7 @@ public static class TrainCommand
                 Epochs = parseResult.GetValue(epochs),
                 BatchSize = parseResult.GetValue(batchSize),
                 Optimizer = parseResult.GetValue(optimizer)!,
-                Lr = parseResult.GetValue(lr),
+                Lr = IsGiven(parseResult, lr) ? parseResult.GetValue(lr) : TrainSettings.DefaultLr(parseResult.GetValue(optimizer)!),
                 WeightDecay = parseResult.GetValue(weightDecay),
                 Momentum = parseResult.GetValue(momentum),
                 Hidden = parseResult.GetValue(hidden),
