@@ -27,7 +27,7 @@ public sealed class CosineAnnealingLR : GroupLRScheduler
     /// <exception cref="InvalidSchedulerArgumentException">An argument is invalid, or a group lacks <c>lr</c>. Nothing was changed.</exception>
     public CosineAnnealingLR(OptimizerParamGroups optimizer, long tMax, double? etaMin = null, long lastEpoch = -1, bool verbose = false)
         : this(optimizer, SchedulerArguments.Of(
-            nameof(CosineAnnealingLR), ("T_max", tMax), ("eta_min", etaMin is { } value ? value : 0L), ("last_epoch", lastEpoch), ("verbose", verbose)))
+            nameof(CosineAnnealingLR), ("T_max", tMax), ("eta_min", etaMin is { } value ? (object)value : 0L), ("last_epoch", lastEpoch), ("verbose", verbose)))
     {
     }
 

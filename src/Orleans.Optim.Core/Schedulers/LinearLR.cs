@@ -30,10 +30,16 @@ public sealed class LinearLR : GroupLRScheduler
         _startFactor = arguments.Number("start_factor");
         _endFactor = arguments.Number("end_factor");
         _totalIters = arguments.Number("total_iters");
-        string? error = CheckFactors(_startFactor, _endFactor, _totalIters, out string argumentName);
-        if (error is not null)
+        if (CheckFactors(_startFactor, _endFactor, _totalIters, out string argumentName) is { } error)
         {
-            throw arguments.TorchError(argumentName, error, $"Pass a {argumentName} between 0 and 1");
+            string fix = argumentName switch
+            {
+                "start_factor" when NumberEquals(_startFactor, 0L) => "Pass a small positive start_factor such as 1e-8",
+                "start_factor" => "Pass a start_factor from 0 to 1",
+                "end_factor" => "Pass an end_factor from 0 to 1",
+                _ => "Pass a nonzero total_iters",
+            };
+            throw arguments.TorchError(argumentName, error, fix);
         }
 
         Initialize(arguments.Int("last_epoch"), arguments.Flag("verbose"));

@@ -96,7 +96,7 @@ public sealed class OneCycleLR : GroupLRScheduler
             : throw arguments.TorchError(
                 "pct_start",
                 $"Expected float between 0 and 1 pct_start, but got {PythonValues.Format(arguments.Raw("pct_start"))}",
-                "Pass a float such as 0.3; torch 1.13 rejects an int here");
+                "Pass a float such as 0.3, because torch 1.13 rejects an int here");
         _phases = BuildPhases(pctStart, _totalSteps, arguments.Flag("three_phase"));
         _annealFunction = arguments.Raw("anneal_strategy") switch
         {

@@ -21,21 +21,21 @@ internal static class PythonArithmetic
     /// <summary>Returns <c>a + b</c>.</summary>
     public static object Add(object a, object b) => (a, b) switch
     {
-        (long x, long y) => checked(x + y),
+        (long x, long y) => (object)checked(x + y),
         _ => ToDouble(a) + ToDouble(b),
     };
 
     /// <summary>Returns <c>a - b</c>.</summary>
     public static object Subtract(object a, object b) => (a, b) switch
     {
-        (long x, long y) => checked(x - y),
+        (long x, long y) => (object)checked(x - y),
         _ => ToDouble(a) - ToDouble(b),
     };
 
     /// <summary>Returns <c>a * b</c>.</summary>
     public static object Multiply(object a, object b) => (a, b) switch
     {
-        (long x, long y) => checked(x * y),
+        (long x, long y) => (object)checked(x * y),
         _ => ToDouble(a) * ToDouble(b),
     };
 
@@ -110,14 +110,14 @@ internal static class PythonArithmetic
             // Square-and-multiply. Every square is a factor of the result, so it overflows only when the result does.
             long result = 1;
             long factor = x;
-            for (long exponent = y; exponent > 0; exponent >>= 1)
+            for (long bits = y; bits > 0; bits >>= 1)
             {
-                if ((exponent & 1) != 0)
+                if ((bits & 1) != 0)
                 {
                     result = checked(result * factor);
                 }
 
-                if (exponent > 1)
+                if (bits > 1)
                 {
                     factor = checked(factor * factor);
                 }
@@ -126,19 +126,19 @@ internal static class PythonArithmetic
             return result;
         }
 
-        double xd = ToDouble(a);
-        double yd = ToDouble(b);
-        if (xd == 0 && yd < 0)
+        double baseValue = ToDouble(a);
+        double exponent = ToDouble(b);
+        if (baseValue == 0 && exponent < 0)
         {
             throw new DivideByZeroException("0.0 cannot be raised to a negative power");
         }
 
-        if (xd < 0 && double.IsFinite(xd) && double.IsFinite(yd) && Math.Floor(yd) != yd)
+        if (baseValue < 0 && double.IsFinite(baseValue) && double.IsFinite(exponent) && Math.Floor(exponent) != exponent)
         {
             throw new ArithmeticException($"{PythonValues.Format(a)} ** {PythonValues.Format(b)} is a complex number, which a learning rate cannot be");
         }
 
-        return Math.Pow(xd, yd);
+        return Math.Pow(baseValue, exponent);
     }
 
     /// <summary>Returns <c>math.cos(x)</c>, C's <c>cos</c> as Python calls it.</summary>
@@ -179,7 +179,7 @@ internal static class PythonArithmetic
     {
         if (double.IsNaN(y))
         {
-            // Python's comparisons with NaN are all False; sorting NaN last keeps '<' False for int < NaN.
+            // Python's comparisons with NaN are all False. Scheduler values are checked to be finite, so no caller passes NaN.
             return -1;
         }
 

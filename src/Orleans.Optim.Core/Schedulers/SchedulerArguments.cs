@@ -47,7 +47,7 @@ internal sealed class SchedulerArguments
         object number = Number(name);
         if (PythonArithmetic.NumberEquals(number, 0L))
         {
-            throw Invalid(name, $"expected a nonzero number, found {PythonValues.Format(number)}; torch 1.13 accepts it but {divisionDescription}");
+            throw Invalid(name, $"expected a nonzero number, found {PythonValues.Format(number)}. Torch 1.13 accepts 0 but {divisionDescription}");
         }
 
         return number;
@@ -73,5 +73,5 @@ internal sealed class SchedulerArguments
 
     /// <summary>Creates an error with torch's message, followed by what to do.</summary>
     public InvalidSchedulerArgumentException TorchError(string name, string torchMessage, string fix) =>
-        new($"{SchedulerName}: {torchMessage}. {fix}", name);
+        new($"{SchedulerName}: {torchMessage}. {fix}.", name);
 }

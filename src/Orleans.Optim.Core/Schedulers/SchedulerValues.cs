@@ -10,9 +10,9 @@ internal static class SchedulerValues
     /// <summary>Returns the value as a Python int or float when it is a finite number (not a bool), or null.</summary>
     public static object? AsFiniteNumber(object? value) => value switch
     {
-        long number => number,
-        int number => (long)number,
-        double number when double.IsFinite(number) => number,
+        long number => (object)number,
+        int number => (object)(long)number,
+        double number when double.IsFinite(number) => (object)number,
         _ => null,
     };
 

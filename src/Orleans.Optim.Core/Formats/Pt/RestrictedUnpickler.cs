@@ -471,6 +471,8 @@ internal sealed class RestrictedUnpickler
         if (instance is PickledObject pickledObject)
         {
             // The placeholder drops its attributes, which contain the optimizer and the scheduler's own state.
+            // NOTE: the optimizer's parameters and state tensors in them are still allocated and read, within the
+            // reader's limits, and then dropped.
             if (state is not OrderedDictionary<object, object?> || state is PythonOrderedDict or PythonCounter or PickledDefaultDict)
             {
                 throw Fail($"BUILD in {Where} gives {pickledObject} the state {Describe(state)} instead of a dict of attributes. The file is corrupt or not a .pt file.");
