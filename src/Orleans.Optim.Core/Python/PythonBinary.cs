@@ -25,6 +25,8 @@ public static class PythonBinary
         Dict,
         OrderedDict,
         Tensor,
+        Counter,
+        BoundMethod,
     }
 
     /// <summary>Encodes a value.</summary>
@@ -127,7 +129,12 @@ public static class PythonBinary
                 WriteItems(writer, list, depth);
                 break;
             case OrderedDictionary<object, object?> dict:
-                writer.Write((byte)(dict is PythonOrderedDict ? Tag.OrderedDict : Tag.Dict));
+                writer.Write((byte)(dict switch
+                {
+                    PythonOrderedDict => Tag.OrderedDict,
+                    PythonCounter => Tag.Counter,
+                    _ => Tag.Dict,
+                }));
                 writer.Write7BitEncodedInt(dict.Count);
                 foreach (var (key, item) in dict)
                 {
@@ -147,6 +154,12 @@ public static class PythonBinary
 
                 writer.Write7BitEncodedInt(tensor.Data.Length);
                 writer.Write(tensor.Data);
+                break;
+            case PythonBoundMethod method:
+                writer.Write((byte)Tag.BoundMethod);
+                writer.Write(method.Module);
+                writer.Write(method.ClassName);
+                writer.Write(method.MethodName);
                 break;
             default:
                 throw new ArgumentException($"Cannot encode {value.GetType().Name} as a Python value.", nameof(value));
@@ -190,8 +203,14 @@ public static class PythonBinary
                 return ReadItems(reader, depth);
             case Tag.Dict:
             case Tag.OrderedDict:
+            case Tag.Counter:
                 int count = ReadCount(reader);
-                var dict = tag == Tag.OrderedDict ? new PythonOrderedDict() : new OrderedDictionary<object, object?>();
+                var dict = tag switch
+                {
+                    Tag.OrderedDict => new PythonOrderedDict(),
+                    Tag.Counter => new PythonCounter(),
+                    _ => new OrderedDictionary<object, object?>(),
+                };
                 for (int i = 0; i < count; i++)
                 {
                     object key = Read(reader, depth + 1) ?? throw new FormatException("Encoded dict has a None key.");
@@ -216,6 +235,13 @@ public static class PythonBinary
                 }
 
                 return new Tensor(dtype, shape, data);
+            case Tag.BoundMethod:
+                string module = reader.ReadString();
+                string className = reader.ReadString();
+                string methodName = reader.ReadString();
+                return PythonBoundMethod.TryGet(module, className, methodName, out var method)
+                    ? method
+                    : throw new FormatException($"Unknown bound method {module}.{className}.{methodName} in an encoded Python value.");
             default:
                 throw new FormatException($"Unknown tag {(byte)tag} in an encoded Python value.");
         }

@@ -19,6 +19,8 @@ namespace Orleans.Optim.Python;
 /// <item><term><c>list</c></term><description><see cref="List{T}"/> of <c>object?</c></description></item>
 /// <item><term><c>dict</c></term><description><see cref="OrderedDictionary{TKey, TValue}"/> of <c>object</c> to <c>object?</c>, in insertion order</description></item>
 /// <item><term><c>collections.OrderedDict</c></term><description><see cref="PythonOrderedDict"/></description></item>
+/// <item><term><c>collections.Counter</c></term><description><see cref="PythonCounter"/></description></item>
+/// <item><term>a bound method such as <c>OneCycleLR</c>'s <c>anneal_func</c></term><description><see cref="PythonBoundMethod"/></description></item>
 /// <item><term><c>torch.Tensor</c></term><description><see cref="Tensor"/></description></item>
 /// </list>
 /// </remarks>
@@ -39,8 +41,10 @@ public static class PythonValues
         object?[] tuple => "tuple[" + string.Join(",", tuple.Select(TypeName)) + "]",
         List<object?> list => list.Count == 0 ? "list" : "list[" + TypeName(list[0]) + "]",
         PythonOrderedDict => "OrderedDict",
+        PythonCounter => "Counter",
         OrderedDictionary<object, object?> => "dict",
         Tensor tensor => $"Tensor[{tensor.DType.TorchName()},{Tensor.FormatShape(tensor.Shape)}]",
+        PythonBoundMethod => "method",
         _ => value.GetType().Name,
     };
 
@@ -54,6 +58,7 @@ public static class PythonValues
         string s => "'" + s + "'",
         object?[] tuple => tuple.Length == 1 ? "(" + Format(tuple[0]) + ",)" : "(" + string.Join(", ", tuple.Select(Format)) + ")",
         List<object?> list => "[" + string.Join(", ", list.Select(Format)) + "]",
+        PythonCounter counter => "Counter({" + string.Join(", ", counter.Select(kv => Format(kv.Key) + ": " + Format(kv.Value))) + "})",
         OrderedDictionary<object, object?> dict => "{" + string.Join(", ", dict.Select(kv => Format(kv.Key) + ": " + Format(kv.Value))) + "}",
         Tensor tensor => tensor.ToString(),
         _ => value.ToString() ?? value.GetType().Name,
@@ -127,10 +132,12 @@ public static class PythonValues
                 return a.Count == b.Count && a.Zip(b).All(pair => StrictEquals(pair.First, pair.Second));
             case (OrderedDictionary<object, object?> a, OrderedDictionary<object, object?> b):
                 return a.Count == b.Count
-                    && (a is PythonOrderedDict) == (b is PythonOrderedDict)
+                    && a.GetType() == b.GetType()
                     && a.Zip(b).All(pair => StrictEquals(pair.First.Key, pair.Second.Key) && StrictEquals(pair.First.Value, pair.Second.Value));
             case (Tensor a, Tensor b):
                 return a.BitwiseEquals(b);
+            case (PythonBoundMethod a, PythonBoundMethod b):
+                return ReferenceEquals(a, b);
             default:
                 return false;
         }

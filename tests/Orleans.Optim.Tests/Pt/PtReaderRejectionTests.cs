@@ -86,7 +86,7 @@ public sealed class PtReaderRejectionTests
 
     [Theory]
     [InlineData((byte)'i', "INST (0x69)")]
-    [InlineData((byte)0x81, "NEWOBJ (0x81)")]
+    [InlineData((byte)0x92, "NEWOBJ_EX (0x92)")]
     [InlineData((byte)'B', "BINBYTES (0x42)")]
     [InlineData((byte)0x82, "EXT1 (0x82)")]
     [InlineData((byte)0xff, "unknown opcode 0xff")]

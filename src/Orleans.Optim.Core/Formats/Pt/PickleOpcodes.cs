@@ -43,6 +43,7 @@ internal static class PickleOpcodes
     public const byte SetItems = (byte)'u';
     public const byte BinFloat = (byte)'G';
     public const byte Proto = 0x80;
+    public const byte NewObj = 0x81;
     public const byte Tuple1 = 0x85;
     public const byte Tuple2 = 0x86;
     public const byte Tuple3 = 0x87;
@@ -67,7 +68,7 @@ internal static class PickleOpcodes
         [BinGet] = "BINGET", [(byte)'i'] = "INST", [LongBinGet] = "LONG_BINGET", [List] = "LIST",
         [EmptyList] = "EMPTY_LIST", [(byte)'o'] = "OBJ", [Put] = "PUT", [BinPut] = "BINPUT",
         [LongBinPut] = "LONG_BINPUT", [SetItem] = "SETITEM", [Tuple] = "TUPLE", [EmptyTuple] = "EMPTY_TUPLE",
-        [SetItems] = "SETITEMS", [BinFloat] = "BINFLOAT", [Proto] = "PROTO", [0x81] = "NEWOBJ", [0x82] = "EXT1",
+        [SetItems] = "SETITEMS", [BinFloat] = "BINFLOAT", [Proto] = "PROTO", [NewObj] = "NEWOBJ", [0x82] = "EXT1",
         [0x83] = "EXT2", [0x84] = "EXT4", [Tuple1] = "TUPLE1", [Tuple2] = "TUPLE2", [Tuple3] = "TUPLE3",
         [NewTrue] = "NEWTRUE", [NewFalse] = "NEWFALSE", [Long1] = "LONG1", [Long4] = "LONG4",
         [(byte)'B'] = "BINBYTES", [(byte)'C'] = "SHORT_BINBYTES", [ShortBinUnicode] = "SHORT_BINUNICODE",

@@ -46,13 +46,15 @@ internal sealed class PickleTreeBuilder
             case StreamedTensor streamed:
                 HasStreamedTensors = true;
                 return Shared(streamed, () => new TensorNode(streamed.DType, streamed.Shape, streamed.ByteCount, null, streamed));
+            case PythonBoundMethod method:
+                return Shared(method, () => new BoundMethodNode(method));
             case object?[] or List<object?> or OrderedDictionary<object, object?>:
                 return ConvertContainer(value, path, depth);
             default:
                 throw new ArgumentException(
                     $"The value at {ValuePath.Format(path)} has type {value.GetType().FullName}, which has no Python equivalent in a .pt file. " +
                     "Use null, bool, long, double, string, object?[] (tuple), List<object?>, OrderedDictionary<object, object?> (dict), " +
-                    "PythonOrderedDict, Tensor or StreamedTensor.",
+                    "PythonOrderedDict, PythonCounter, PythonBoundMethod, Tensor or StreamedTensor.",
                     nameof(value));
         }
     }
@@ -87,7 +89,12 @@ internal sealed class PickleTreeBuilder
             PythonOrderedDict orderedDict => new OrderedDictNode(
                 ConvertItems(orderedDict, path, depth),
                 orderedDict.Metadata is null ? null : Convert(orderedDict.Metadata, new ValuePath(path, "_metadata", isAttribute: true), depth + 1)),
-            OrderedDictionary<object, object?> dict => ConvertItems(dict, path, depth),
+            PythonCounter counter => new CounterNode(ConvertItems(counter, path, depth)),
+            OrderedDictionary<object, object?> dict when dict.GetType() == typeof(OrderedDictionary<object, object?>) => ConvertItems(dict, path, depth),
+            OrderedDictionary<object, object?> dict => throw new ArgumentException(
+                $"The dict at {ValuePath.Format(path)} has type {dict.GetType().FullName}, which has no Python equivalent in a .pt file. " +
+                "Use OrderedDictionary<object, object?>, PythonOrderedDict or PythonCounter.",
+                nameof(container)),
             _ => throw new InvalidOperationException("Unreachable: the caller checks the container type."),
         };
         _inProgress.Remove(container);
@@ -159,11 +166,12 @@ internal sealed class PickleTreeBuilder
         return text;
     }
 
-    private TensorNode Shared(object source, Func<TensorNode> create)
+    private T Shared<T>(object source, Func<T> create)
+        where T : class
     {
         if (_converted.TryGetValue(source, out object? node))
         {
-            return (TensorNode)node;
+            return (T)node;
         }
 
         var created = create();
@@ -227,4 +235,20 @@ internal sealed class OrderedDictNode(OrderedDictionary<object, object?> items, 
 
     /// <summary>Converted <c>_metadata</c> attribute, or null.</summary>
     public object? Metadata { get; } = metadata;
+}
+
+/// <summary>A <c>collections.Counter</c> to pickle as <c>Counter(dict)</c>, as Python's pickle does.</summary>
+/// <remarks>A class with reference equality, because the pickler memoizes by <see cref="object.Equals(object)"/>.</remarks>
+internal sealed class CounterNode(OrderedDictionary<object, object?> items)
+{
+    /// <summary>Converted items in order.</summary>
+    public OrderedDictionary<object, object?> Items { get; } = items;
+}
+
+/// <summary>A bound method to pickle as <c>getattr(cls.__new__(cls), name)</c>.</summary>
+/// <remarks>A class with reference equality, because the pickler memoizes by <see cref="object.Equals(object)"/>.</remarks>
+internal sealed class BoundMethodNode(PythonBoundMethod method)
+{
+    /// <summary>The method.</summary>
+    public PythonBoundMethod Method { get; } = method;
 }

@@ -87,11 +87,12 @@ internal static class PickleTreeValidator
         }
     }
 
-    private static bool IsContainer(object? value) => value is object?[] or List<object?> or OrderedDictionary<object, object?>;
+    private static bool IsContainer(object? value) =>
+        value is object?[] or List<object?> or OrderedDictionary<object, object?> && value is not PickledDefaultDict;
 
     private static void CheckLeaf(object? value, string entryName)
     {
-        if (value is null or bool or long or double or string or Tensor)
+        if (value is null or bool or long or double or string or Tensor or PythonBoundMethod)
         {
             return;
         }
@@ -100,6 +101,8 @@ internal static class PickleTreeValidator
         {
             TorchGlobal global => $"the class or function {global.QualifiedName} itself",
             StorageReference storage => $"a bare {storage} without a tensor",
+            PickledObject pickled => $"{pickled} outside the anneal_func of a OneCycleLR state dict",
+            PickledDefaultDict => "a defaultdict outside the state of a pickled optimizer",
             _ => $"an object of type {value.GetType().Name}",
         };
         throw new PtFormatException(

@@ -9,8 +9,12 @@ namespace Orleans.Optim.Formats.Pt;
 /// </summary>
 /// <remarks>
 /// <para>
-/// The pickle may reference only <c>collections.OrderedDict</c>, <c>torch._utils._rebuild_tensor_v2</c>,
-/// <c>torch._utils._rebuild_parameter</c> and the storage classes of <see cref="DType"/>. Any other global is
+/// The pickle may reference only <c>collections.OrderedDict</c>, <c>collections.Counter</c>,
+/// <c>torch._utils._rebuild_tensor_v2</c>, <c>torch._utils._rebuild_parameter</c> and the storage classes of
+/// <see cref="DType"/>, and, in the one shape that torch 1.13 pickles a <c>OneCycleLR</c> state dict's
+/// <c>anneal_func</c>, <c>builtins.getattr</c>, <c>OneCycleLR</c>, the optimizer classes of <c>torch.optim</c>,
+/// <c>collections.defaultdict</c> and <c>builtins.dict</c>. The reader returns that <c>anneal_func</c> as a
+/// <see cref="PythonBoundMethod"/> and drops the pickled scheduler and optimizer objects. Any other global is
 /// rejected before anything is built. Tensors come back as contiguous CPU <see cref="Tensor"/> values:
 /// views are copied out of their storage, a <c>Parameter</c> becomes a plain tensor, <c>requires_grad</c> and
 /// the device are dropped, and two tensors that shared a storage become independent copies. The same tensor

@@ -260,6 +260,9 @@ internal sealed class RestrictedUnpickler
             case PickleOpcodes.Reduce:
                 Reduce();
                 break;
+            case PickleOpcodes.NewObj:
+                NewObject();
+                break;
             case PickleOpcodes.Build:
                 Build();
                 break;
@@ -300,11 +303,82 @@ internal sealed class RestrictedUnpickler
                 "Re-save the object with torch.save."),
             TorchGlobalKind.RebuildTensorV2 => RebuildTensor(arguments),
             TorchGlobalKind.RebuildParameter => RebuildParameter(arguments),
+            TorchGlobalKind.Counter => CreateCounter(arguments),
+            TorchGlobalKind.Getattr => GetAnnealFunction(arguments),
+            TorchGlobalKind.DefaultDict => CreateDefaultDict(arguments),
+            TorchGlobalKind.OneCycleLRClass or TorchGlobalKind.OptimizerClass or TorchGlobalKind.DictClass => throw Fail(
+                $"{Where} calls {function} with REDUCE, but torch 1.13 pickles that class only as an object created by NEWOBJ " +
+                "or as the argument of defaultdict. The file is corrupt or was not written by torch.save."),
             _ => throw Fail(
                 $"{Where} calls the storage class {function} directly, but a .pt file references storages only through persistent ids. " +
                 "The file is corrupt or was not written by torch.save."),
         };
         _stack[^1] = result;
+    }
+
+    /// <summary>Creates <c>Counter(items)</c> as Python's pickle of a Counter calls it: with one plain dict, or with none.</summary>
+    private PythonCounter CreateCounter(object?[] arguments)
+    {
+        return arguments switch
+        {
+            [] => new PythonCounter(),
+            [OrderedDictionary<object, object?> items] when items.GetType() == typeof(OrderedDictionary<object, object?>) => new PythonCounter(items),
+            _ => throw Fail(
+                $"{Where} calls collections.Counter with {Describe(arguments)}, but Python pickles a Counter with one plain dict of its items. " +
+                "The file is corrupt or was not written by torch.save."),
+        };
+    }
+
+    /// <summary>
+    /// Returns the anneal function of a OneCycleLR state dict for <c>getattr(scheduler, name)</c>, the only call of
+    /// <c>getattr</c> that a <c>.pt</c> file may make.
+    /// </summary>
+    private PythonBoundMethod GetAnnealFunction(object?[] arguments)
+    {
+        if (arguments is [PickledObject { Type.Kind: TorchGlobalKind.OneCycleLRClass } scheduler, string name]
+            && PythonBoundMethod.TryGet("torch.optim.lr_scheduler", "OneCycleLR", name, out var method))
+        {
+            return method;
+        }
+
+        string allowed = string.Join(" or ", PythonBoundMethod.Known.Select(m => m.MethodName));
+        throw Fail(
+            $"{Where} calls builtins.getattr with {Describe(arguments)}, but a .pt file may only use getattr to take {allowed} " +
+            "from a OneCycleLR object, as torch 1.13 pickles the anneal_func of a OneCycleLR state dict. " +
+            "The file may be malicious. Do not load it with torch.load either.");
+    }
+
+    /// <summary>Creates the placeholder of <c>defaultdict(dict)</c>, the type of a pickled optimizer's <c>state</c>.</summary>
+    private PickledDefaultDict CreateDefaultDict(object?[] arguments)
+    {
+        if (arguments is [TorchGlobal { Kind: TorchGlobalKind.DictClass }])
+        {
+            return new PickledDefaultDict();
+        }
+
+        throw Fail(
+            $"{Where} calls collections.defaultdict with {Describe(arguments)}, but a .pt file may only contain defaultdict(dict), " +
+            "the type of a pickled optimizer's state. The file is corrupt or was not written by torch.save.");
+    }
+
+    /// <summary>Runs NEWOBJ, which torch 1.13 uses for the OneCycleLR object and its optimizer inside a OneCycleLR state dict.</summary>
+    private void NewObject()
+    {
+        object? args = Pop();
+        object? type = Pop();
+        if (type is not TorchGlobal { Kind: TorchGlobalKind.OneCycleLRClass or TorchGlobalKind.OptimizerClass } allowedType)
+        {
+            throw Fail(
+                $"NEWOBJ in {Where} creates an object of {Describe(type)}, but a .pt file may only create OneCycleLR and optimizer objects, " +
+                "which torch 1.13 pickles for the anneal_func of a OneCycleLR state dict. The file may be malicious. Do not load it with torch.load either.");
+        }
+
+        if (args is not object?[] { Length: 0 })
+        {
+            throw Fail($"NEWOBJ in {Where} creates {allowedType} with {Describe(args)} instead of no arguments. The file is corrupt or was not written by torch.save.");
+        }
+
+        Push(new PickledObject(allowedType));
     }
 
     private Tensor RebuildTensor(object?[] arguments)
@@ -394,6 +468,19 @@ internal sealed class RestrictedUnpickler
     {
         object? state = Pop();
         object? instance = Top();
+        if (instance is PickledObject pickledObject)
+        {
+            // The placeholder drops its attributes, which contain the optimizer and the scheduler's own state.
+            // NOTE: the optimizer's parameters and state tensors in them are still allocated and read, within the
+            // reader's limits, and then dropped.
+            if (state is not OrderedDictionary<object, object?> || state is PythonOrderedDict or PythonCounter or PickledDefaultDict)
+            {
+                throw Fail($"BUILD in {Where} gives {pickledObject} the state {Describe(state)} instead of a dict of attributes. The file is corrupt or not a .pt file.");
+            }
+
+            return;
+        }
+
         if (instance is not PythonOrderedDict orderedDict)
         {
             throw Fail(
@@ -453,6 +540,9 @@ internal sealed class RestrictedUnpickler
                 break;
             // NOTE: tuple keys compare by reference here, so two equal tuples stay two keys where Python would merge them.
             case long or bool or double or object?[]:
+                break;
+            case Tensor when dict is PickledDefaultDict:
+                // A pickled optimizer's state is keyed by its parameter tensors.
                 break;
             default:
                 throw Fail(
@@ -754,7 +844,11 @@ internal sealed class RestrictedUnpickler
         object?[] tuple => $"a tuple of {tuple.Length} items",
         List<object?> list => $"a list of {list.Count} items",
         PythonOrderedDict dict => $"an OrderedDict of {dict.Count} items",
+        PythonCounter counter => $"a Counter of {counter.Count} items",
+        PickledDefaultDict dict => $"a defaultdict of {dict.Count} items",
         OrderedDictionary<object, object?> dict => $"a dict of {dict.Count} items",
+        PickledObject pickled => pickled.ToString(),
+        PythonBoundMethod method => method.ToString(),
         Tensor tensor => "a " + tensor,
         TorchGlobal global => global.QualifiedName,
         StorageReference storage => "a reference to " + storage,

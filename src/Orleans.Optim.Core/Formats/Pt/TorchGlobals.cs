@@ -17,6 +17,24 @@ internal enum TorchGlobalKind
 
     /// <summary>A legacy storage class such as <c>torch.FloatStorage</c>, valid only inside a storage persistent id.</summary>
     StorageClass,
+
+    /// <summary><c>collections.Counter</c>, which <c>MultiStepLR</c> stores its milestones in.</summary>
+    Counter,
+
+    /// <summary><c>builtins.getattr</c>, valid only to take an anneal function of an inert <c>OneCycleLR</c>.</summary>
+    Getattr,
+
+    /// <summary><c>torch.optim.lr_scheduler.OneCycleLR</c>, valid only through NEWOBJ without arguments.</summary>
+    OneCycleLRClass,
+
+    /// <summary>A <c>torch.optim</c> optimizer class, valid only through NEWOBJ without arguments.</summary>
+    OptimizerClass,
+
+    /// <summary><c>collections.defaultdict</c>, valid only as <c>defaultdict(dict)</c>, the type of <c>optimizer.state</c>.</summary>
+    DefaultDict,
+
+    /// <summary><c>builtins.dict</c>, valid only as the argument of <c>defaultdict</c>.</summary>
+    DictClass,
 }
 
 /// <summary>A class or function referenced by a GLOBAL opcode that passed the allow-list.</summary>
@@ -48,6 +66,34 @@ internal sealed class TorchGlobal
     /// <summary>The <c>torch._utils._rebuild_parameter</c> function.</summary>
     public static TorchGlobal RebuildParameter { get; } = new(TorchGlobalKind.RebuildParameter, "torch._utils._rebuild_parameter");
 
+    /// <summary>The <c>collections.Counter</c> class.</summary>
+    public static TorchGlobal Counter { get; } = new(TorchGlobalKind.Counter, "collections.Counter");
+
+    /// <summary>The <c>builtins.getattr</c> function.</summary>
+    public static TorchGlobal Getattr { get; } = new(TorchGlobalKind.Getattr, "builtins.getattr");
+
+    /// <summary>The <c>torch.optim.lr_scheduler.OneCycleLR</c> class.</summary>
+    public static TorchGlobal OneCycleLRClass { get; } = new(TorchGlobalKind.OneCycleLRClass, "torch.optim.lr_scheduler.OneCycleLR");
+
+    /// <summary>The <c>collections.defaultdict</c> class.</summary>
+    public static TorchGlobal DefaultDict { get; } = new(TorchGlobalKind.DefaultDict, "collections.defaultdict");
+
+    /// <summary>The <c>builtins.dict</c> class.</summary>
+    public static TorchGlobal DictClass { get; } = new(TorchGlobalKind.DictClass, "builtins.dict");
+
+    /// <summary>
+    /// Module and class name of each optimizer of torch 1.13. Torch 1.13's <c>OneCycleLR.state_dict()</c> contains
+    /// the scheduler object itself, whose pickle contains its optimizer's class.
+    /// </summary>
+    private static readonly HashSet<(string Module, string Name)> OptimizerClasses =
+    [
+        ("torch.optim.adadelta", "Adadelta"), ("torch.optim.adagrad", "Adagrad"), ("torch.optim.adam", "Adam"),
+        ("torch.optim.adamw", "AdamW"), ("torch.optim.sparse_adam", "SparseAdam"), ("torch.optim.adamax", "Adamax"),
+        ("torch.optim.asgd", "ASGD"), ("torch.optim.sgd", "SGD"), ("torch.optim.radam", "RAdam"),
+        ("torch.optim.rprop", "Rprop"), ("torch.optim.rmsprop", "RMSprop"), ("torch.optim.nadam", "NAdam"),
+        ("torch.optim.lbfgs", "LBFGS"),
+    ];
+
     /// <summary>Storage class names of torch 1.13 that have no <see cref="Tensors.DType"/> here.</summary>
     private static readonly HashSet<string> UnsupportedStorageClasses =
     [
@@ -67,6 +113,22 @@ internal sealed class TorchGlobal
                 return RebuildTensorV2;
             case ("torch._utils", "_rebuild_parameter"):
                 return RebuildParameter;
+            case ("collections", "Counter"):
+                return Counter;
+            case ("collections", "defaultdict"):
+                return DefaultDict;
+            // Pickle protocols 0 to 2 name the module builtins as __builtin__, as Python 2 did.
+            case ("builtins" or "__builtin__", "getattr"):
+                return Getattr;
+            case ("builtins" or "__builtin__", "dict"):
+                return DictClass;
+            case ("torch.optim.lr_scheduler", "OneCycleLR"):
+                return OneCycleLRClass;
+        }
+
+        if (OptimizerClasses.Contains((module, name)))
+        {
+            return new TorchGlobal(TorchGlobalKind.OptimizerClass, module + "." + name);
         }
 
         if (module == "torch" && DTypes.TryParseStorageClassName(name, out var dtype))
@@ -86,7 +148,8 @@ internal sealed class TorchGlobal
 
         throw new PtFormatException(
             $"Rejected global '{Printable(module)}.{Printable(name)}' in {entryName} at byte {position}: a .pt file may only reference collections.OrderedDict, " +
-            "torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter and torch storage classes. " +
+            "collections.Counter, torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter, torch storage classes, " +
+            "and the classes that the anneal_func of a OneCycleLR state dict pickles. " +
             "The file may be malicious. Do not load it with torch.load either.",
             entryName,
             position);

@@ -24,6 +24,8 @@ internal sealed class TorchPickler : Pickler
         registerCustomPickler(typeof(TensorNode), new TensorNodePickler());
         registerCustomPickler(typeof(OrderedDictNode), new OrderedDictNodePickler());
         registerCustomPickler(typeof(GlobalNode), new GlobalNodePickler());
+        registerCustomPickler(typeof(CounterNode), new CounterNodePickler());
+        registerCustomPickler(typeof(BoundMethodNode), new BoundMethodNodePickler());
     }
 
     private TorchPickler()
@@ -156,6 +158,39 @@ internal sealed class TorchPickler : Pickler
                 pickler.save(new OrderedDictionary<object, object?> { ["_metadata"] = node.Metadata });
                 outs.WriteByte(PickleOpcodes.Build);
             }
+        }
+    }
+
+    /// <summary>Writes <c>Counter({...})</c> as Python's pickle does: the class, a one-item tuple of a plain dict, REDUCE.</summary>
+    private sealed class CounterNodePickler : IObjectPickler
+    {
+        public void pickle(object o, Stream outs, Pickler currentPickler)
+        {
+            var pickler = (TorchPickler)currentPickler;
+            var node = (CounterNode)o;
+            pickler.save(pickler.Global("collections", "Counter"));
+            pickler.save(new object[] { node.Items });
+            outs.WriteByte(PickleOpcodes.Reduce);
+        }
+    }
+
+    /// <summary>
+    /// Writes <c>getattr(cls.__new__(cls), name)</c>: an instance made by NEWOBJ without running its constructor,
+    /// then the method taken from it. Protocol 2 names the module builtins as <c>__builtin__</c>, as Python does.
+    /// </summary>
+    private sealed class BoundMethodNodePickler : IObjectPickler
+    {
+        public void pickle(object o, Stream outs, Pickler currentPickler)
+        {
+            var pickler = (TorchPickler)currentPickler;
+            var method = ((BoundMethodNode)o).Method;
+            pickler.save(pickler.Global("__builtin__", "getattr"));
+            pickler.save(pickler.Global(method.Module, method.ClassName));
+            outs.WriteByte(PickleOpcodes.EmptyTuple);
+            outs.WriteByte(PickleOpcodes.NewObj);
+            pickler.save(method.MethodName);
+            outs.WriteByte(PickleOpcodes.Tuple2);
+            outs.WriteByte(PickleOpcodes.Reduce);
         }
     }
 }
