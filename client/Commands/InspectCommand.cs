@@ -8,14 +8,14 @@ using Orleans.Optim.Tensors;
 
 namespace Orleans.Optim.Cli.Commands;
 
-/// <summary><c>client inspect</c>: prints what an optimizer or model <c>.pt</c> state dict contains.</summary>
+/// <summary><c>client inspect</c>: prints what an optimizer, model or scheduler <c>.pt</c> state dict contains.</summary>
 public static class InspectCommand
 {
     /// <summary>Creates the command.</summary>
     public static Command Create()
     {
         var file = new Argument<string>("file") { Description = "A .pt file written by torch.save or by this project." };
-        var command = new Command("inspect", "Print the param groups and per-parameter state of an optimizer .pt, or the tensors of a model .pt.") { file };
+        var command = new Command("inspect", "Print the param groups and per-parameter state of an optimizer .pt, the tensors of a model .pt, or the entries of a scheduler .pt.") { file };
         command.SetAction(parseResult =>
         {
             string path = parseResult.GetValue(file)!;
@@ -43,11 +43,19 @@ public static class InspectCommand
         {
             PrintModel(path, root, output);
         }
+        else if (root.ContainsKey("last_epoch") && root.ContainsKey("_last_lr"))
+        {
+            output.WriteLine($"{path}: learning-rate scheduler state dict, {root.Count} entries");
+            foreach (var (key, value) in root)
+            {
+                output.WriteLine($"  {key,-28} {PythonValues.Format(value)}");
+            }
+        }
         else
         {
             throw new StateDictException(
                 $"{path} contains a {PythonValues.TypeName(root)} with keys {string.Join(", ", root.Keys.Take(5).Select(PythonValues.Format))}: " +
-                "neither an optimizer state dict ('state' and 'param_groups') nor a model state dict (names to tensors).");
+                "neither an optimizer state dict ('state' and 'param_groups'), a model state dict (names to tensors) nor a scheduler state dict.");
         }
     }
 

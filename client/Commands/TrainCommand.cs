@@ -32,12 +32,22 @@ public static class TrainCommand
         var resume = new Option<string?>("--resume") { Description = "Continue from a checkpoint folder, or from the latest checkpoint in a run folder." };
         var summary = new Option<string?>("--summary") { Description = "Write the final figures as JSON to this file." };
         var name = new Option<string?>("--name") { Description = "Optimizer name in the cluster; it must not exist yet (default: digits-<time>)." };
+        var scheduler = new Option<string?>("--scheduler")
+        {
+            Description = "Learning-rate scheduler in torch's syntax without the optimizer, such as \"StepLR(step_size=5, gamma=0.5)\". Supported: "
+                + string.Join(", ", Orleans.Optim.Schedulers.LRSchedulers.Names) + ".",
+        };
+        var schedulerInterval = new Option<string>("--scheduler-interval")
+        {
+            Description = "When the scheduler steps: after every 'epoch', or every 'step' (for OneCycleLR).",
+            DefaultValueFactory = _ => "epoch",
+        };
         var overwrite = new Option<bool>("--overwrite") { Description = "Delete the checkpoints already in --checkpoint-dir before a fresh run." };
         var cluster = new ClusterOptions();
 
         var command = new Command("train", "Train an MLP (64 inputs, --hidden units, 10 classes) on the digits data set with data-parallel workers and a cluster-held optimizer.")
         {
-            workers, epochs, batchSize, optimizer, lr, weightDecay, momentum, hidden, seed, shardSize, checkpointDir, checkpointEvery, resume, summary, name, overwrite,
+            workers, epochs, batchSize, optimizer, lr, weightDecay, momentum, hidden, seed, shardSize, checkpointDir, checkpointEvery, resume, summary, name, overwrite, scheduler, schedulerInterval,
         };
         cluster.AddTo(command);
 
@@ -55,6 +65,8 @@ public static class TrainCommand
                 Hidden = parseResult.GetValue(hidden),
                 Seed = parseResult.GetValue(seed),
                 ShardSize = parseResult.GetValue(shardSize),
+                Scheduler = parseResult.GetValue(scheduler),
+                SchedulerInterval = parseResult.GetValue(schedulerInterval)!,
             };
 
             string checkpointDirectory = parseResult.GetValue(checkpointDir)!;
@@ -69,6 +81,8 @@ public static class TrainCommand
                 CheckResumeOption(parseResult, optimizer, settings.Optimizer, saved.Optimizer);
                 CheckResumeOption(parseResult, hidden, settings.Hidden, saved.Hidden);
                 CheckResumeOption(parseResult, seed, settings.Seed, saved.Seed);
+                CheckResumeOption(parseResult, scheduler, settings.Scheduler, saved.Scheduler);
+                CheckResumeOption(parseResult, schedulerInterval, settings.SchedulerInterval, saved.SchedulerInterval);
 
                 // Hyperparameters given with --resume replace the checkpoint's after loading, as setting
                 // param_groups[0]['lr'] after load_state_dict does in torch; the shard size may change freely.

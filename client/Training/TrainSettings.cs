@@ -32,6 +32,12 @@ public sealed record TrainSettings
     /// <summary>Seed of the parameter initialisation and the per-epoch shuffles.</summary>
     [JsonPropertyName("seed")] public long Seed { get; init; }
 
+    /// <summary>Learning-rate scheduler in torch's syntax without the optimizer, such as <c>StepLR(step_size=5, gamma=0.5)</c>, or <see langword="null"/>.</summary>
+    [JsonPropertyName("scheduler")] public string? Scheduler { get; init; }
+
+    /// <summary>When the scheduler steps: after every <c>epoch</c> (the torch convention for most schedulers) or every <c>step</c> (OneCycleLR).</summary>
+    [JsonPropertyName("scheduler_interval")] public string SchedulerInterval { get; init; } = "epoch";
+
     /// <summary>Maximum elements per shard.</summary>
     [JsonPropertyName("shard_size")] public int ShardSize { get; init; } = Layout.OptimizerSpec.DefaultMaxShardElements;
 
@@ -59,6 +65,18 @@ public sealed record TrainSettings
         Require(Hidden is >= 1 and <= 4096, $"Invalid --hidden {Hidden}: expected 1 to 4096.");
         Require(double.IsFinite(Lr) && Lr >= 0, $"Invalid --lr {Lr}: expected a finite value >= 0.");
         Require(ShardSize >= 1, $"Invalid --shard-size {ShardSize}: expected at least 1 element.");
+        Require(SchedulerInterval is "epoch" or "step", $"Invalid --scheduler-interval '{SchedulerInterval}': expected 'epoch' or 'step'.");
+        if (Scheduler is not null)
+        {
+            try
+            {
+                Schedulers.SchedulerSpec.Parse(Scheduler);
+            }
+            catch (FormatException e)
+            {
+                throw new ArgumentException($"Invalid --scheduler: {e.Message}", e);
+            }
+        }
     }
 
     private static void Require(bool condition, string message)

@@ -23,6 +23,9 @@ public sealed record TrainingCheckpoint
     /// <summary>File name of the model state dict.</summary>
     public const string ModelFile = "model.pt";
 
+    /// <summary>File name of the learning-rate scheduler's state dict, present when the run has a scheduler.</summary>
+    public const string SchedulerFile = "scheduler.pt";
+
     /// <summary>File name of the metadata.</summary>
     public const string MetadataFile = "checkpoint.json";
 
@@ -47,7 +50,12 @@ public sealed record TrainingCheckpoint
     public static string FolderName(int epoch) => "epoch-" + epoch.ToString("D4", CultureInfo.InvariantCulture);
 
     /// <summary>Writes a checkpoint folder under <paramref name="directory"/> and returns its path.</summary>
-    public string Write(string directory, OptimizerStateDict optimizerState, IReadOnlyList<ParameterDescriptor> parameters, IReadOnlyList<float[]> values)
+    public string Write(
+        string directory,
+        OptimizerStateDict optimizerState,
+        IReadOnlyList<ParameterDescriptor> parameters,
+        IReadOnlyList<float[]> values,
+        OrderedDictionary<object, object?>? schedulerState = null)
     {
         Directory.CreateDirectory(directory);
         string target = Path.Combine(directory, FolderName(Epoch));
@@ -58,6 +66,11 @@ public sealed record TrainingCheckpoint
         StateDictFiles.WriteModel(
             Path.Combine(temporary, ModelFile),
             parameters.Select((p, i) => (p.Name, p.Shape.ToArray(), values[i])).ToList());
+        if (schedulerState is not null)
+        {
+            PtWriter.WriteFile(Path.Combine(temporary, SchedulerFile), schedulerState);
+        }
+
         File.WriteAllText(Path.Combine(temporary, MetadataFile), JsonSerializer.Serialize(this, new JsonSerializerOptions { WriteIndented = true }));
 
         if (Directory.Exists(target))

@@ -53,9 +53,27 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
         var spec = BuildSpec(settings, mlp);
         var workers = new ClusterOptimizer[settings.Workers];
         workers[0] = await ClusterOptimizer.CreateAsync(grains, optimizerName, spec, parameters, cancellationToken);
+        // torch's resume order: construct the scheduler (it sets the first lr), load the optimizer's state dict (which
+        // restores the groups as they were saved), then load the scheduler's state dict.
+        if (settings.Scheduler is not null)
+        {
+            await workers[0].SetSchedulerAsync(Schedulers.SchedulerSpec.Parse(settings.Scheduler));
+        }
+
         if (resumeState is not null)
         {
             await workers[0].LoadStateDictAsync(resumeState);
+            if (settings.Scheduler is not null)
+            {
+                string schedulerFile = Path.Combine(resumeFrom!, TrainingCheckpoint.SchedulerFile);
+                if (!File.Exists(schedulerFile))
+                {
+                    throw new FileNotFoundException($"The checkpoint {resumeFrom} has no {TrainingCheckpoint.SchedulerFile} for --scheduler {settings.Scheduler}.", schedulerFile);
+                }
+
+                await workers[0].LoadSchedulerAsync(schedulerFile);
+            }
+
             foreach (var (key, value) in overrides)
             {
                 await workers[0].SetHyperparameterAsync(0, key, value);
@@ -72,6 +90,10 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
         output.WriteLine(
             $"Optimizer '{optimizerName}': {settings.Optimizer}, {spec.Groups[0].Parameters.Count} parameters in {statuses.Count} shards " +
             $"on {statuses.Select(s => s.Silo).Distinct().Count()} silo(s), {settings.Workers} workers, batch {settings.BatchSize}.");
+        if (settings.Scheduler is not null)
+        {
+            output.WriteLine($"Scheduler {settings.Scheduler}, stepped every {settings.SchedulerInterval}.");
+        }
 
         int batchCount = dataset.GetBatchCount(settings.BatchSize);
         var clock = Stopwatch.StartNew();
@@ -84,6 +106,10 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
             try
             {
                 (trainLoss, parameters) = await RunEpochAsync(workers, mlp, dataset, settings, epoch, parameters, cancellationToken);
+                if (settings.Scheduler is not null && settings.SchedulerInterval == "epoch")
+                {
+                    await workers[0].SchedulerStepAsync();
+                }
             }
             catch (Exception e) when (IsClusterFailure(e))
             {
@@ -93,15 +119,19 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
             steps += batchCount;
             heldOut = mlp.Evaluate(parameters, dataset.HeldOut.Inputs, dataset.HeldOut.Labels);
             ClearProgress();
+            string lrText = settings.Scheduler is null
+                ? string.Empty
+                : "  lr " + Orleans.Optim.Python.PythonValues.Format(workers[0].ParamGroups[0]["lr"]);
             output.WriteLine(string.Format(
                 CultureInfo.InvariantCulture,
-                "epoch {0,3}/{1}  train loss {2:0.0000}  held-out loss {3:0.0000}  held-out accuracy {4:0.00}%  {5:0.0} steps/s",
+                "epoch {0,3}/{1}  train loss {2:0.0000}  held-out loss {3:0.0000}  held-out accuracy {4:0.00}%  {5:0.0} steps/s{6}",
                 epoch + 1,
                 settings.Epochs,
                 trainLoss,
                 heldOut.Loss,
                 heldOut.Accuracy * 100,
-                batchCount / epochClock.Elapsed.TotalSeconds));
+                batchCount / epochClock.Elapsed.TotalSeconds,
+                lrText));
 
             bool last = epoch + 1 == settings.Epochs;
             if (last || (checkpointEvery > 0 && (epoch + 1) % checkpointEvery == 0))
@@ -109,7 +139,8 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
                 var checkpoint = new TrainingCheckpoint { Epoch = epoch + 1, Steps = steps, Settings = settings, HeldOutAccuracy = heldOut.Accuracy };
                 try
                 {
-                    lastCheckpoint = checkpoint.Write(checkpointDirectory, await workers[0].StateDictAsync(), mlp.Parameters, parameters);
+                    var schedulerState = settings.Scheduler is null ? null : await workers[0].SchedulerStateDictAsync();
+                    lastCheckpoint = checkpoint.Write(checkpointDirectory, await workers[0].StateDictAsync(), mlp.Parameters, parameters, schedulerState);
                 }
                 catch (Exception e) when (IsClusterFailure(e))
                 {
@@ -165,6 +196,11 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
             // The workers' losses are scaled so that their mean is the batch loss.
             lossSum += results.Average(r => r.loss);
             parameters = results[0].updated;
+            if (settings.Scheduler is not null && settings.SchedulerInterval == "step")
+            {
+                await workers[0].SchedulerStepAsync();
+            }
+
             ShowProgress(epoch, settings.Epochs, batch + 1, batchCount);
         }
 

@@ -4,6 +4,7 @@ using Orleans.Optim.Formats.Pt;
 using Orleans.Optim.Grains;
 using Orleans.Optim.Layout;
 using Orleans.Optim.Python;
+using Orleans.Optim.Schedulers;
 using Orleans.Optim.StateDicts;
 using Orleans.Optim.Tensors;
 using Orleans.Optim.Wire;
@@ -335,6 +336,64 @@ public sealed class ClusterOptimizer
         var values = await GetParametersAsync();
         StateDictFiles.WriteModel(path, Layout.Parameters.Select(p => (p.Name!, p.Shape, values[(int)p.Id])).ToList());
     }
+
+    /// <summary>
+    /// Attaches a learning-rate scheduler that the coordinator runs, as torch's <c>Scheduler(optimizer, ...)</c>: it
+    /// adds <c>initial_lr</c> to every group and sets the first <c>lr</c>. <see langword="null"/> detaches it.
+    /// </summary>
+    /// <exception cref="OptimizerFaultException">The scheduler or an argument is invalid; nothing changes.</exception>
+    public async Task SetSchedulerAsync(SchedulerSpec? spec)
+    {
+        _description = await Translate(() => CoordinatorGrain.SetScheduler(spec is null ? null : PythonBinary.Encode(spec.ToPython())));
+    }
+
+    /// <summary>
+    /// Runs the scheduler's <c>step()</c>; the new learning rates take effect from the next optimizer step on every
+    /// shard. Call it from one worker, between steps, as a torch loop calls <c>scheduler.step()</c>.
+    /// </summary>
+    /// <returns>Each group's learning rate after the step.</returns>
+    public async Task<IReadOnlyList<object?>> SchedulerStepAsync()
+    {
+        _description = await Translate(() => CoordinatorGrain.SchedulerStep());
+        return ParamGroups.Select(g => g["lr"]).ToList();
+    }
+
+    /// <summary>Returns the attached scheduler's spec, or <see langword="null"/> without one.</summary>
+    public async Task<SchedulerSpec?> GetSchedulerAsync()
+    {
+        var (spec, _) = await Translate(() => CoordinatorGrain.GetScheduler());
+        return spec is null ? null : SchedulerSpec.FromPython(PythonBinary.Decode(spec));
+    }
+
+    /// <summary>Returns the attached scheduler's torch state dict (<c>scheduler.state_dict()</c>).</summary>
+    /// <exception cref="OptimizerFaultException">No scheduler is attached.</exception>
+    public async Task<OrderedDictionary<object, object?>> SchedulerStateDictAsync()
+    {
+        var (spec, state) = await Translate(() => CoordinatorGrain.GetScheduler());
+        if (spec is null || state is null)
+        {
+            throw new OptimizerFaultException(OptimizerFault.InvalidArgument, $"Optimizer '{Name}' has no learning-rate scheduler; attach one first.");
+        }
+
+        return (OrderedDictionary<object, object?>)PythonBinary.Decode(state)!;
+    }
+
+    /// <summary>Loads a torch scheduler state dict into the attached scheduler, as <c>scheduler.load_state_dict</c>.</summary>
+    /// <exception cref="StateDictException">The state dict does not fit the scheduler; nothing changes.</exception>
+    public async Task LoadSchedulerStateDictAsync(OrderedDictionary<object, object?> stateDict)
+    {
+        await Translate(async () =>
+        {
+            await CoordinatorGrain.LoadSchedulerState(PythonBinary.Encode(stateDict));
+            return true;
+        });
+    }
+
+    /// <summary>Writes the scheduler's state dict as a <c>.pt</c> file that torch's <c>scheduler.load_state_dict(torch.load(...))</c> accepts.</summary>
+    public async Task SaveSchedulerAsync(string path) => PtWriter.WriteFile(path, await SchedulerStateDictAsync());
+
+    /// <summary>Loads a scheduler <c>.pt</c> file written by <c>torch.save(scheduler.state_dict())</c> or <see cref="SaveSchedulerAsync"/>.</summary>
+    public Task LoadSchedulerAsync(string path) => LoadSchedulerStateDictAsync(PtReader.ReadFile(path));
 
     /// <summary>Returns where each shard lives: shard index to the silo's identity, for diagnostics and tests.</summary>
     public async Task<IReadOnlyList<ShardStatus>> GetShardStatusesAsync() =>

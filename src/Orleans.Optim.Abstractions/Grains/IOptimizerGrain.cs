@@ -43,6 +43,24 @@ public interface IOptimizerGrain : IGrainWithStringKey
     Task<OptimizerDescription> AddParamGroup(ParamGroupSpecData group);
 
     /// <summary>
+    /// Attaches a learning-rate scheduler, built against the param groups as torch's constructor does (adding
+    /// <c>initial_lr</c> and setting the first <c>lr</c>), and sends the changed groups to the shards. A
+    /// <see langword="null"/> spec detaches the current scheduler and leaves the groups as they are.
+    /// </summary>
+    /// <param name="spec">The scheduler spec's Python value tree, encoded with <c>PythonBinary.Encode</c>, or <see langword="null"/>.</param>
+    Task<OptimizerDescription> SetScheduler(byte[]? spec);
+
+    /// <summary>Runs the scheduler's <c>step()</c> and sends the changed hyperparameters to the shards; call it between optimizer steps.</summary>
+    Task<OptimizerDescription> SchedulerStep();
+
+    /// <summary>Returns the attached scheduler's spec and torch state dict, each encoded with <c>PythonBinary.Encode</c>, or nulls without a scheduler.</summary>
+    Task<(byte[]? Spec, byte[]? State)> GetScheduler();
+
+    /// <summary>Loads a torch scheduler state dict into the attached scheduler, as <c>scheduler.load_state_dict</c>.</summary>
+    /// <param name="state">The state dict, encoded with <c>PythonBinary.Encode</c>.</param>
+    Task LoadSchedulerState(byte[] state);
+
+    /// <summary>
     /// Commits a <c>load_state_dict</c> whose shard parts were staged under <paramref name="loadId"/>: replaces the
     /// groups' hyperparameters and makes every shard swap in its staged state.
     /// </summary>

@@ -38,9 +38,9 @@ public sealed class Adadelta : OptimizerAlgorithm
     ];
 
     /// <inheritdoc/>
-    public override AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex)
+    public override AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex, bool checkRanges = true)
     {
-        var reader = new GroupOptionsReader(group, groupIndex);
+        var reader = new GroupOptionsReader(group, groupIndex, checkRanges);
         var options = new AdadeltaOptions(
             Lr: reader.Number("lr"),
             Rho: reader.Number("rho"),
@@ -51,22 +51,22 @@ public sealed class Adadelta : OptimizerAlgorithm
 
         if (!(options.Lr >= 0.0))
         {
-            throw reader.OutOfRange("lr", $"Invalid learning rate: {PythonValues.FormatFloat(options.Lr)}", "a value >= 0.0");
+            reader.RejectOutOfRange("lr", $"Invalid learning rate: {PythonValues.FormatFloat(options.Lr)}", "a value >= 0.0");
         }
 
         if (!(options.Rho >= 0.0 && options.Rho <= 1.0))
         {
-            throw reader.OutOfRange("rho", $"Invalid rho value: {PythonValues.FormatFloat(options.Rho)}", "0.0 <= rho <= 1.0");
+            reader.RejectOutOfRange("rho", $"Invalid rho value: {PythonValues.FormatFloat(options.Rho)}", "0.0 <= rho <= 1.0");
         }
 
         if (!(options.Eps >= 0.0))
         {
-            throw reader.OutOfRange("eps", $"Invalid epsilon value: {PythonValues.FormatFloat(options.Eps)}", "a value >= 0.0");
+            reader.RejectOutOfRange("eps", $"Invalid epsilon value: {PythonValues.FormatFloat(options.Eps)}", "a value >= 0.0");
         }
 
         if (!(options.WeightDecay >= 0.0))
         {
-            throw reader.OutOfRange("weight_decay", $"Invalid weight_decay value: {PythonValues.FormatFloat(options.WeightDecay)}", "a value >= 0.0");
+            reader.RejectOutOfRange("weight_decay", $"Invalid weight_decay value: {PythonValues.FormatFloat(options.WeightDecay)}", "a value >= 0.0");
         }
 
         return options;

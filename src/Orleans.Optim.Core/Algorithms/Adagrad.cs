@@ -52,9 +52,9 @@ public sealed class Adagrad : OptimizerAlgorithm
     public override bool CreatesStateEagerly => true;
 
     /// <inheritdoc/>
-    public override AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex)
+    public override AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex, bool checkRanges = true)
     {
-        var reader = new GroupOptionsReader(group, groupIndex);
+        var reader = new GroupOptionsReader(group, groupIndex, checkRanges);
         var options = new AdagradOptions(
             Lr: reader.Number("lr"),
             LrDecay: reader.Number("lr_decay"),
@@ -67,24 +67,24 @@ public sealed class Adagrad : OptimizerAlgorithm
 
         if (!(options.Lr >= 0.0))
         {
-            throw reader.OutOfRange("lr", $"Invalid learning rate: {PythonValues.FormatFloat(options.Lr)}", "a value >= 0.0");
+            reader.RejectOutOfRange("lr", $"Invalid learning rate: {PythonValues.FormatFloat(options.Lr)}", "a value >= 0.0");
         }
 
         if (!(options.LrDecay >= 0.0))
         {
-            throw reader.OutOfRange("lr_decay", $"Invalid lr_decay value: {PythonValues.FormatFloat(options.LrDecay)}", "a value >= 0.0");
+            reader.RejectOutOfRange("lr_decay", $"Invalid lr_decay value: {PythonValues.FormatFloat(options.LrDecay)}", "a value >= 0.0");
         }
 
         if (!(options.WeightDecay >= 0.0))
         {
-            throw reader.OutOfRange("weight_decay", $"Invalid weight_decay value: {PythonValues.FormatFloat(options.WeightDecay)}", "a value >= 0.0");
+            reader.RejectOutOfRange("weight_decay", $"Invalid weight_decay value: {PythonValues.FormatFloat(options.WeightDecay)}", "a value >= 0.0");
         }
 
         CheckInitialAccumulatorValue(reader, options.InitialAccumulatorValue);
 
         if (!(options.Eps >= 0.0))
         {
-            throw reader.OutOfRange("eps", $"Invalid epsilon value: {PythonValues.FormatFloat(options.Eps)}", "a value >= 0.0");
+            reader.RejectOutOfRange("eps", $"Invalid epsilon value: {PythonValues.FormatFloat(options.Eps)}", "a value >= 0.0");
         }
 
         return options;
@@ -147,7 +147,7 @@ public sealed class Adagrad : OptimizerAlgorithm
     {
         if (!(value >= 0.0))
         {
-            throw reader.OutOfRange(
+            reader.RejectOutOfRange(
                 InitialAccumulatorValueKey, $"Invalid initial_accumulator_value value: {PythonValues.FormatFloat(value)}", "a value >= 0.0");
         }
     }

@@ -37,9 +37,9 @@ public sealed class Adam : OptimizerAlgorithm
     ];
 
     /// <inheritdoc/>
-    public override AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex)
+    public override AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex, bool checkRanges = true)
     {
-        var reader = new GroupOptionsReader(group, groupIndex);
+        var reader = new GroupOptionsReader(group, groupIndex, checkRanges);
         var options = AdamFamily.Parse(reader);
         reader.RequireOff("differentiable", "it changes torch's arithmetic and is meant for autograd through the step");
         reader.RequireOff("fused", "torch's fused Adam runs on CUDA only");
@@ -90,27 +90,27 @@ internal static class AdamFamily
 
         if (!(options.Lr >= 0.0))
         {
-            throw reader.OutOfRange("lr", $"Invalid learning rate: {PythonValues.FormatFloat(options.Lr)}", "a value >= 0.0");
+            reader.RejectOutOfRange("lr", $"Invalid learning rate: {PythonValues.FormatFloat(options.Lr)}", "a value >= 0.0");
         }
 
         if (!(options.Eps >= 0.0))
         {
-            throw reader.OutOfRange("eps", $"Invalid epsilon value: {PythonValues.FormatFloat(options.Eps)}", "a value >= 0.0");
+            reader.RejectOutOfRange("eps", $"Invalid epsilon value: {PythonValues.FormatFloat(options.Eps)}", "a value >= 0.0");
         }
 
         if (!(options.Beta1 >= 0.0 && options.Beta1 < 1.0))
         {
-            throw reader.OutOfRange("betas", $"Invalid beta parameter at index 0: {PythonValues.FormatFloat(options.Beta1)}", "0.0 <= betas[0] < 1.0");
+            reader.RejectOutOfRange("betas", $"Invalid beta parameter at index 0: {PythonValues.FormatFloat(options.Beta1)}", "0.0 <= betas[0] < 1.0");
         }
 
         if (!(options.Beta2 >= 0.0 && options.Beta2 < 1.0))
         {
-            throw reader.OutOfRange("betas", $"Invalid beta parameter at index 1: {PythonValues.FormatFloat(options.Beta2)}", "0.0 <= betas[1] < 1.0");
+            reader.RejectOutOfRange("betas", $"Invalid beta parameter at index 1: {PythonValues.FormatFloat(options.Beta2)}", "0.0 <= betas[1] < 1.0");
         }
 
         if (!(options.WeightDecay >= 0.0))
         {
-            throw reader.OutOfRange("weight_decay", $"Invalid weight_decay value: {PythonValues.FormatFloat(options.WeightDecay)}", "a value >= 0.0");
+            reader.RejectOutOfRange("weight_decay", $"Invalid weight_decay value: {PythonValues.FormatFloat(options.WeightDecay)}", "a value >= 0.0");
         }
 
         return options;

@@ -27,8 +27,8 @@ public sealed class AdamW : OptimizerAlgorithm
     ];
 
     /// <inheritdoc/>
-    public override AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex) =>
-        AdamFamily.Parse(new GroupOptionsReader(group, groupIndex));
+    public override AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex, bool checkRanges = true) =>
+        AdamFamily.Parse(new GroupOptionsReader(group, groupIndex, checkRanges));
 
     /// <inheritdoc/>
     public override IReadOnlyList<StateEntrySpec> StateEntries(AlgorithmOptions options) => AdamFamily.Entries((AdamOptions)options);

@@ -60,9 +60,9 @@ public sealed class Asgd : OptimizerAlgorithm
     ];
 
     /// <inheritdoc/>
-    public override AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex)
+    public override AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex, bool checkRanges = true)
     {
-        var reader = new GroupOptionsReader(group, groupIndex);
+        var reader = new GroupOptionsReader(group, groupIndex, checkRanges);
         var options = new AsgdOptions(
             Lr: reader.Number("lr"),
             LrIsInt: group["lr"] is long or int,
@@ -78,12 +78,12 @@ public sealed class Asgd : OptimizerAlgorithm
 
         if (!(options.Lr >= 0.0))
         {
-            throw reader.OutOfRange("lr", $"Invalid learning rate: {PythonValues.FormatFloat(options.Lr)}", "a value >= 0.0");
+            reader.RejectOutOfRange("lr", $"Invalid learning rate: {PythonValues.FormatFloat(options.Lr)}", "a value >= 0.0");
         }
 
         if (!(options.WeightDecay >= 0.0))
         {
-            throw reader.OutOfRange("weight_decay", $"Invalid weight_decay value: {PythonValues.FormatFloat(options.WeightDecay)}", "a value >= 0.0");
+            reader.RejectOutOfRange("weight_decay", $"Invalid weight_decay value: {PythonValues.FormatFloat(options.WeightDecay)}", "a value >= 0.0");
         }
 
         return options;

@@ -8,11 +8,12 @@ namespace Orleans.Optim.Algorithms;
 /// </summary>
 /// <param name="group">The param group or defaults.</param>
 /// <param name="location">How errors name the dictionary, such as <c>param_groups[1]</c>.</param>
-internal readonly struct GroupOptionsReader(IReadOnlyDictionary<string, object?> group, string location)
+/// <param name="checkRanges">Whether <see cref="RejectOutOfRange"/> throws; types are always checked.</param>
+internal readonly struct GroupOptionsReader(IReadOnlyDictionary<string, object?> group, string location, bool checkRanges = true)
 {
     /// <summary>Creates a reader for param group <paramref name="groupIndex"/>.</summary>
-    public GroupOptionsReader(IReadOnlyDictionary<string, object?> group, int groupIndex)
-        : this(group, $"param_groups[{groupIndex}]")
+    public GroupOptionsReader(IReadOnlyDictionary<string, object?> group, int groupIndex, bool checkRanges = true)
+        : this(group, $"param_groups[{groupIndex}]", checkRanges)
     {
     }
 
@@ -101,6 +102,15 @@ internal readonly struct GroupOptionsReader(IReadOnlyDictionary<string, object?>
     /// <summary>Creates an error in torch's words, such as <c>Invalid learning rate: -0.1</c>, followed by the path and the expected range.</summary>
     public InvalidHyperparameterException OutOfRange(string key, string torchMessage, string expected) =>
         new($"{torchMessage} in {PathOf(key)}; expected {expected}.", PathOf(key));
+
+    /// <summary>Throws <see cref="OutOfRange"/>'s error, unless range checks are off.</summary>
+    public void RejectOutOfRange(string key, string torchMessage, string expected)
+    {
+        if (checkRanges)
+        {
+            throw OutOfRange(key, torchMessage, expected);
+        }
+    }
 
     private object? Get(string key)
     {

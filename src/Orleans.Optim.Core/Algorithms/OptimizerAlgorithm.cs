@@ -34,8 +34,15 @@ public abstract class OptimizerAlgorithm
     /// <summary>
     /// Parses one param group's hyperparameters and runs torch's constructor checks on them.
     /// </summary>
+    /// <param name="group">The group's hyperparameters.</param>
+    /// <param name="groupIndex">The group's index, for messages.</param>
+    /// <param name="checkRanges">
+    /// Whether to run torch's range checks (such as <c>lr &gt;= 0</c>). Torch runs them only in the constructor, so
+    /// values a scheduler writes later (OneCycleLR's three-phase schedule can reach a negative lr) skip them; types
+    /// and finiteness are always checked.
+    /// </param>
     /// <exception cref="InvalidHyperparameterException">A value is missing, has the wrong type or is out of range.</exception>
-    public abstract AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex);
+    public abstract AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex, bool checkRanges = true);
 
     /// <summary>Returns the state entries torch keeps per parameter with these options, in torch's order.</summary>
     public abstract IReadOnlyList<StateEntrySpec> StateEntries(AlgorithmOptions options);

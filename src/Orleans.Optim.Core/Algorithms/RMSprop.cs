@@ -47,9 +47,9 @@ public sealed class RMSprop : OptimizerAlgorithm
     ];
 
     /// <inheritdoc/>
-    public override AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex)
+    public override AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex, bool checkRanges = true)
     {
-        var reader = new GroupOptionsReader(group, groupIndex);
+        var reader = new GroupOptionsReader(group, groupIndex, checkRanges);
         var options = new RMSpropOptions(
             Lr: reader.Number("lr"),
             Momentum: reader.Number("momentum"),
@@ -63,27 +63,27 @@ public sealed class RMSprop : OptimizerAlgorithm
 
         if (!(options.Lr >= 0.0))
         {
-            throw reader.OutOfRange("lr", $"Invalid learning rate: {PythonValues.FormatFloat(options.Lr)}", "a value >= 0.0");
+            reader.RejectOutOfRange("lr", $"Invalid learning rate: {PythonValues.FormatFloat(options.Lr)}", "a value >= 0.0");
         }
 
         if (!(options.Eps >= 0.0))
         {
-            throw reader.OutOfRange("eps", $"Invalid epsilon value: {PythonValues.FormatFloat(options.Eps)}", "a value >= 0.0");
+            reader.RejectOutOfRange("eps", $"Invalid epsilon value: {PythonValues.FormatFloat(options.Eps)}", "a value >= 0.0");
         }
 
         if (!(options.Momentum >= 0.0))
         {
-            throw reader.OutOfRange("momentum", $"Invalid momentum value: {PythonValues.FormatFloat(options.Momentum)}", "a value >= 0.0");
+            reader.RejectOutOfRange("momentum", $"Invalid momentum value: {PythonValues.FormatFloat(options.Momentum)}", "a value >= 0.0");
         }
 
         if (!(options.WeightDecay >= 0.0))
         {
-            throw reader.OutOfRange("weight_decay", $"Invalid weight_decay value: {PythonValues.FormatFloat(options.WeightDecay)}", "a value >= 0.0");
+            reader.RejectOutOfRange("weight_decay", $"Invalid weight_decay value: {PythonValues.FormatFloat(options.WeightDecay)}", "a value >= 0.0");
         }
 
         if (!(options.Alpha >= 0.0))
         {
-            throw reader.OutOfRange("alpha", $"Invalid alpha value: {PythonValues.FormatFloat(options.Alpha)}", "a value >= 0.0");
+            reader.RejectOutOfRange("alpha", $"Invalid alpha value: {PythonValues.FormatFloat(options.Alpha)}", "a value >= 0.0");
         }
 
         return options;

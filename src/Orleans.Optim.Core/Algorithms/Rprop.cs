@@ -45,9 +45,9 @@ public sealed class Rprop : OptimizerAlgorithm
     ];
 
     /// <inheritdoc/>
-    public override AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex)
+    public override AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex, bool checkRanges = true)
     {
-        var reader = new GroupOptionsReader(group, groupIndex);
+        var reader = new GroupOptionsReader(group, groupIndex, checkRanges);
         var (etaminus, etaplus) = reader.Pair("etas");
         var (step_size_min, step_size_max) = reader.Pair("step_sizes");
         var options = new RpropOptions(
@@ -61,12 +61,12 @@ public sealed class Rprop : OptimizerAlgorithm
 
         if (!(options.Lr >= 0.0))
         {
-            throw reader.OutOfRange("lr", $"Invalid learning rate: {PythonValues.FormatFloat(options.Lr)}", "a value >= 0.0");
+            reader.RejectOutOfRange("lr", $"Invalid learning rate: {PythonValues.FormatFloat(options.Lr)}", "a value >= 0.0");
         }
 
         if (!(0.0 < etaminus && etaminus < 1.0 && 1.0 < etaplus))
         {
-            throw reader.OutOfRange(
+            reader.RejectOutOfRange(
                 "etas",
                 $"Invalid eta values: {PythonValues.FormatFloat(etaminus)}, {PythonValues.FormatFloat(etaplus)}",
                 "0.0 < etas[0] < 1.0 < etas[1]");

@@ -36,9 +36,9 @@ public sealed class Sgd : OptimizerAlgorithm
     ];
 
     /// <inheritdoc/>
-    public override AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex)
+    public override AlgorithmOptions ParseOptions(IReadOnlyDictionary<string, object?> group, int groupIndex, bool checkRanges = true)
     {
-        var reader = new GroupOptionsReader(group, groupIndex);
+        var reader = new GroupOptionsReader(group, groupIndex, checkRanges);
         var options = new SgdOptions(
             Lr: reader.Number("lr"),
             Momentum: reader.Number("momentum"),
@@ -51,22 +51,22 @@ public sealed class Sgd : OptimizerAlgorithm
 
         if (options.Lr < 0.0)
         {
-            throw reader.OutOfRange("lr", $"Invalid learning rate: {Python.PythonValues.FormatFloat(options.Lr)}", "a value >= 0.0");
+            reader.RejectOutOfRange("lr", $"Invalid learning rate: {Python.PythonValues.FormatFloat(options.Lr)}", "a value >= 0.0");
         }
 
         if (options.Momentum < 0.0)
         {
-            throw reader.OutOfRange("momentum", $"Invalid momentum value: {Python.PythonValues.FormatFloat(options.Momentum)}", "a value >= 0.0");
+            reader.RejectOutOfRange("momentum", $"Invalid momentum value: {Python.PythonValues.FormatFloat(options.Momentum)}", "a value >= 0.0");
         }
 
         if (options.WeightDecay < 0.0)
         {
-            throw reader.OutOfRange("weight_decay", $"Invalid weight_decay value: {Python.PythonValues.FormatFloat(options.WeightDecay)}", "a value >= 0.0");
+            reader.RejectOutOfRange("weight_decay", $"Invalid weight_decay value: {Python.PythonValues.FormatFloat(options.WeightDecay)}", "a value >= 0.0");
         }
 
         if (options.Nesterov && (options.Momentum <= 0 || options.Dampening != 0))
         {
-            throw reader.OutOfRange("nesterov", "Nesterov momentum requires a momentum and zero dampening", "momentum > 0 and dampening == 0 when nesterov=True");
+            reader.RejectOutOfRange("nesterov", "Nesterov momentum requires a momentum and zero dampening", "momentum > 0 and dampening == 0 when nesterov=True");
         }
 
         return options;

@@ -27,6 +27,9 @@ public static class PythonBinary
         Tensor,
         Counter,
         BoundMethod,
+
+        // torch.optim.optimizer.required: a default without a value, such as SGD's lr.
+        Required,
     }
 
     /// <summary>Encodes a value.</summary>
@@ -104,6 +107,9 @@ public static class PythonBinary
         {
             case null:
                 writer.Write((byte)Tag.None);
+                break;
+            case var required when ReferenceEquals(required, Algorithms.OptimizerAlgorithm.Required):
+                writer.Write((byte)Tag.Required);
                 break;
             case bool b:
                 writer.Write((byte)(b ? Tag.True : Tag.False));
@@ -187,6 +193,8 @@ public static class PythonBinary
         {
             case Tag.None:
                 return null;
+            case Tag.Required:
+                return Algorithms.OptimizerAlgorithm.Required;
             case Tag.False:
                 return false;
             case Tag.True:

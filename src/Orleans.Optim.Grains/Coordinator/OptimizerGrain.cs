@@ -142,6 +142,7 @@ internal sealed partial class OptimizerGrain(
         await Task.WhenAll(shards.Select(s => Shard(s.Index).SetOptions(encoded)));
 
         state.Groups[group] = encoded;
+        SyncSchedulerGroups();
         await persisted.WriteStateAsync();
         return Describe(state);
     }
@@ -173,6 +174,7 @@ internal sealed partial class OptimizerGrain(
 
         state.Spec = extended;
         state.Groups = [.. state.Groups, options];
+        SyncSchedulerGroups();
         _layout = null;
         await persisted.WriteStateAsync();
 
@@ -223,6 +225,7 @@ internal sealed partial class OptimizerGrain(
         await Task.WhenAll(layout.Shards.Select(s => Shard(s.Index).CommitLoad(loadId, groups[layout.Parameters[(int)s.ParamId].GroupIndex])));
 
         state.Groups = groups;
+        SyncSchedulerGroups();
         await persisted.WriteStateAsync();
         LogLoaded(logger, Name, loadId);
         return Describe(state);

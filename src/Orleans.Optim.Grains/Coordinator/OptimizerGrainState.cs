@@ -20,4 +20,10 @@ public sealed class OptimizerGrainState
 
     /// <summary>The spec the optimizer was created with, to tell a repeated create from a conflicting one.</summary>
     [Id(4)] public OptimizerSpecData? CreatedSpec { get; set; }
+
+    /// <summary>The attached learning-rate scheduler's spec, encoded with <c>PythonBinary.Encode</c>, or <see langword="null"/>.</summary>
+    [Id(5)] public byte[]? Scheduler { get; set; }
+
+    /// <summary>The scheduler's torch state dict, encoded with <c>PythonBinary.Encode</c>, or <see langword="null"/>.</summary>
+    [Id(6)] public byte[]? SchedulerState { get; set; }
 }

@@ -337,7 +337,9 @@ internal sealed partial class ShardGrain(
     {
         try
         {
-            return OptimizerAlgorithms.Get(config.Algorithm).ParseOptions(PythonBinary.DecodeOptions(config.GroupOptions), config.GroupIndex);
+            // The coordinator checked the values it accepted from users; values a scheduler wrote may leave torch's
+            // constructor ranges, as torch allows, so the shard checks only their types.
+            return OptimizerAlgorithms.Get(config.Algorithm).ParseOptions(PythonBinary.DecodeOptions(config.GroupOptions), config.GroupIndex, checkRanges: false);
         }
         catch (InvalidHyperparameterException e)
         {

@@ -81,6 +81,34 @@ public sealed class TrainingJobTests(ClusterFixture fixture) : IDisposable
             StateDictFiles.ReadOptimizer(uninterrupted.OptimizerCheckpoint), StateDictFiles.ReadOptimizer(resumed.OptimizerCheckpoint)));
     }
 
+    [Fact]
+    public async Task ResumeWithSchedulerSameParameters()
+    {
+        var settings = new TrainSettings
+        {
+            Epochs = 6,
+            Optimizer = "SGD",
+            Lr = 0.1,
+            Momentum = 0.9,
+            Scheduler = "SequentialLR(schedulers=[LinearLR(start_factor=0.1, total_iters=2), CosineAnnealingLR(T_max=4)], milestones=[2])",
+        };
+        var uninterrupted = await RunAsync(settings, "scheduled-full", checkpointEvery: 3, resumeFrom: null);
+        string middle = Path.Combine(_folder, "scheduled-full", TrainingCheckpoint.FolderName(3));
+
+        var resumed = await RunAsync(settings, "scheduled-resumed", checkpointEvery: 0, resumeFrom: middle);
+
+        foreach (var (name, tensor) in StateDictFiles.ReadModel(uninterrupted.ModelCheckpoint))
+        {
+            Assert.True(tensor.BitwiseEquals(StateDictFiles.ReadModel(resumed.ModelCheckpoint)[name]), $"parameter {name} differs after resuming");
+        }
+
+        string expectedScheduler = Path.Combine(uninterrupted.Checkpoint, TrainingCheckpoint.SchedulerFile);
+        string actualScheduler = Path.Combine(resumed.Checkpoint, TrainingCheckpoint.SchedulerFile);
+        Assert.Equal(File.ReadAllBytes(expectedScheduler), File.ReadAllBytes(actualScheduler));
+        Assert.Null(StateDictComparison.FirstDifference(
+            StateDictFiles.ReadOptimizer(uninterrupted.OptimizerCheckpoint), StateDictFiles.ReadOptimizer(resumed.OptimizerCheckpoint)));
+    }
+
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 
     private async Task<TrainingSummary> RunAsync(TrainSettings settings, string run, int checkpointEvery, string? resumeFrom)
