@@ -395,6 +395,59 @@ public sealed class ClusterOptimizer
     /// <summary>Loads a scheduler <c>.pt</c> file written by <c>torch.save(scheduler.state_dict())</c> or <see cref="SaveSchedulerAsync"/>.</summary>
     public Task LoadSchedulerAsync(string path) => LoadSchedulerStateDictAsync(PtReader.ReadFile(path));
 
+    /// <summary>
+    /// Takes a sharded checkpoint at the current step: every shard writes its slice in parallel and the coordinator
+    /// writes the manifest last. Call it between steps, from one worker.
+    /// </summary>
+    public Task<CheckpointInfo> CheckpointAsync() => Translate(() => CoordinatorGrain.Checkpoint());
+
+    /// <summary>Lists the complete sharded checkpoints, oldest first.</summary>
+    public Task<CheckpointInfo[]> ListCheckpointsAsync() => Translate(() => CoordinatorGrain.ListCheckpoints());
+
+    /// <summary>Deletes a sharded checkpoint.</summary>
+    public Task DeleteCheckpointAsync(string checkpoint) => Translate(async () =>
+    {
+        await CoordinatorGrain.DeleteCheckpoint(checkpoint);
+        return true;
+    });
+
+    /// <summary>Restores the optimizer from one of its sharded checkpoints, in place, and continues from its step.</summary>
+    public async Task<long> RestoreCheckpointAsync(string checkpoint)
+    {
+        StepCount = await Translate(() => CoordinatorGrain.RestoreCheckpoint(checkpoint));
+        await RefreshAsync();
+        return StepCount;
+    }
+
+    /// <summary>
+    /// Checks the optimizer after a failure and, when a lost silo left shards with older or no state, rolls it back
+    /// to the newest complete checkpoint. Every worker calls it before continuing; the first call does the work.
+    /// </summary>
+    /// <returns>The step the optimizer is at; the worker continues with the next one, from <see cref="GetParametersAsync"/>'s values.</returns>
+    public async Task<long> RecoverAsync()
+    {
+        StepCount = await Translate(() => CoordinatorGrain.Recover());
+        await RefreshAsync();
+        return StepCount;
+    }
+
+    /// <summary>
+    /// Creates a new optimizer from another optimizer's sharded checkpoint, optionally with another shard size; it
+    /// can run on a cluster with another number of silos.
+    /// </summary>
+    public static async Task<ClusterOptimizer> CreateFromCheckpointAsync(
+        IGrainFactory grains, string name, string sourceOptimizer, string checkpoint, int? maxShardElements = null)
+    {
+        if (ShardKeys.Validate(name) is { } invalidName)
+        {
+            throw new ArgumentException(invalidName, nameof(name));
+        }
+
+        var description = await Translate(() => Coordinator(grains, name).CreateFromCheckpoint(sourceOptimizer, checkpoint, maxShardElements));
+        var (min, _) = await Coordinator(grains, name).GetStepRange();
+        return new ClusterOptimizer(grains, description, min);
+    }
+
     /// <summary>Returns where each shard lives: shard index to the silo's identity, for diagnostics and tests.</summary>
     public async Task<IReadOnlyList<ShardStatus>> GetShardStatusesAsync() =>
         await Task.WhenAll(Layout.Shards.Select(shard => Shard(shard.Index).GetStatus()));

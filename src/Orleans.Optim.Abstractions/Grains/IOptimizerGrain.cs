@@ -61,6 +61,42 @@ public interface IOptimizerGrain : IGrainWithStringKey
     Task LoadSchedulerState(byte[] state);
 
     /// <summary>
+    /// Takes a sharded checkpoint at the current step: every shard writes its slice and state to the checkpoint
+    /// store in parallel, then the coordinator writes the manifest last. Older checkpoints beyond the configured
+    /// number to keep are deleted. Call it between steps.
+    /// </summary>
+    Task<CheckpointInfo> Checkpoint();
+
+    /// <summary>Lists the complete checkpoints (those with a manifest), oldest first.</summary>
+    Task<CheckpointInfo[]> ListCheckpoints();
+
+    /// <summary>Deletes a checkpoint, its manifest first so that readers never see it half deleted.</summary>
+    Task DeleteCheckpoint(string checkpoint);
+
+    /// <summary>
+    /// Restores every shard, the param groups and the scheduler from one of this optimizer's checkpoints, in place.
+    /// </summary>
+    /// <returns>The step the optimizer is at afterwards.</returns>
+    Task<long> RestoreCheckpoint(string checkpoint);
+
+    /// <summary>
+    /// Checks that every shard has its values and all are at one step. If not (a silo died and its shards came back
+    /// with older or no state), rolls the whole optimizer back to the newest complete checkpoint, which every shard
+    /// holds durably. Never steps on from a mixed state.
+    /// </summary>
+    /// <returns>The step the optimizer is at afterwards; workers continue from the next one.</returns>
+    Task<long> Recover();
+
+    /// <summary>
+    /// Creates this optimizer from another optimizer's checkpoint, with the same hyperparameters, state and
+    /// scheduler, at the checkpoint's step, and optionally another shard size (the checkpoint is resharded).
+    /// </summary>
+    /// <param name="sourceOptimizer">Name of the optimizer that wrote the checkpoint.</param>
+    /// <param name="checkpoint">Checkpoint id.</param>
+    /// <param name="maxShardElements">Shard size of the new optimizer, or <see langword="null"/> for the checkpoint's.</param>
+    Task<OptimizerDescription> CreateFromCheckpoint(string sourceOptimizer, string checkpoint, int? maxShardElements);
+
+    /// <summary>
     /// Commits a <c>load_state_dict</c> whose shard parts were staged under <paramref name="loadId"/>: replaces the
     /// groups' hyperparameters and makes every shard swap in its staged state.
     /// </summary>
@@ -109,4 +145,24 @@ public interface IShardGrain : IGrainWithStringKey
 
     /// <summary>Drops the state staged under <paramref name="loadId"/>.</summary>
     Task AbortLoad(Guid loadId);
+
+    /// <summary>Writes the slice and its state to a checkpoint, failing when the shard is not at <paramref name="expectedStep"/>.</summary>
+    Task<ShardCheckpointResult> WriteCheckpoint(string checkpoint, long expectedStep);
+
+    /// <summary>
+    /// Reads and checks what a checkpoint holds for this shard's element range (from any shard size) and stages it;
+    /// nothing changes until <see cref="CommitRestore"/>.
+    /// </summary>
+    /// <param name="manifest">The checkpoint's manifest, as JSON.</param>
+    /// <param name="groupOptions">The group's hyperparameters, encoded with <c>PythonBinary.EncodeOptions</c>.</param>
+    Task StageRestore(byte[] manifest, byte[] groupOptions);
+
+    /// <summary>
+    /// Replaces the slice, its state, step and hyperparameters with the staged checkpoint. A step collecting
+    /// gradients fails with a rolled-back error.
+    /// </summary>
+    Task CommitRestore(string checkpoint);
+
+    /// <summary>Drops a staged checkpoint.</summary>
+    Task AbortRestore(string checkpoint);
 }

@@ -30,6 +30,12 @@ public enum OptimizerFault
 
     /// <summary>Shards disagree (for example on the step); the request cannot give a consistent answer.</summary>
     Inconsistent,
+
+    /// <summary>
+    /// The optimizer was rolled back to a checkpoint after a failure; <see cref="OptimizerFaultException.ResumeStep"/>
+    /// names the step to continue from.
+    /// </summary>
+    RolledBack,
 }
 
 /// <summary>
@@ -60,4 +66,8 @@ public sealed class OptimizerFaultException : Exception
     /// <summary>For <see cref="OptimizerFault.InvalidHyperparameter"/>: the path of the value, such as <c>param_groups[0]['lr']</c>.</summary>
     [Id(1)]
     public string? Path { get; init; }
+
+    /// <summary>For <see cref="OptimizerFault.RolledBack"/>: the step the optimizer is at now; the next step is one more.</summary>
+    [Id(2)]
+    public long? ResumeStep { get; init; }
 }

@@ -160,3 +160,29 @@ public sealed record ShardLoad(
     [property: Id(0)] byte[] State,
     [property: Id(1)] long OrderStep,
     [property: Id(2)] long OrderPosition);
+
+/// <summary>A complete sharded checkpoint: one whose manifest was written.</summary>
+/// <param name="Id">Checkpoint id, such as <c>step-000000000120</c>.</param>
+/// <param name="Step">The step every shard was at.</param>
+/// <param name="CreatedUtc">When its manifest was written, ISO 8601.</param>
+/// <param name="Shards">Number of shard files.</param>
+/// <param name="Bytes">Total size of the shard files.</param>
+[GenerateSerializer, Immutable]
+public sealed record CheckpointInfo(
+    [property: Id(0)] string Id,
+    [property: Id(1)] long Step,
+    [property: Id(2)] string CreatedUtc,
+    [property: Id(3)] int Shards,
+    [property: Id(4)] long Bytes);
+
+/// <summary>A shard's file in a checkpoint, as the shard reports it after writing.</summary>
+/// <param name="File">Path in the checkpoint store.</param>
+/// <param name="Sha256">SHA-256 of the file, lowercase hex.</param>
+/// <param name="Bytes">Size in bytes.</param>
+/// <param name="Step">The step the shard wrote.</param>
+[GenerateSerializer, Immutable]
+public sealed record ShardCheckpointResult(
+    [property: Id(0)] string File,
+    [property: Id(1)] string Sha256,
+    [property: Id(2)] long Bytes,
+    [property: Id(3)] long Step);

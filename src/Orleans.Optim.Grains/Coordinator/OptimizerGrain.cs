@@ -1,4 +1,6 @@
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Orleans.Optim.Checkpoints;
 using Orleans.Optim.Algorithms;
 using Orleans.Optim.Grains;
 using Orleans.Optim.Hosting;
@@ -20,6 +22,8 @@ namespace Orleans.Optim.Coordinator;
 [CollectionAgeLimit(AlwaysActive = true)]
 internal sealed partial class OptimizerGrain(
     [PersistentState("optimizer", OptimizerSiloBuilderExtensions.StorageName)] IPersistentState<OptimizerGrainState> persisted,
+    ICheckpointStore checkpointStore,
+    IOptions<CheckpointOptions> checkpointOptions,
     ILogger<OptimizerGrain> logger) : Grain, IOptimizerGrain
 {
     /// <summary>Largest allowed shard: 2 Mi elements keeps a shard's snapshot (values and up to four state buffers) near 40 MiB, well under Orleans' 100 MiB message limit.</summary>

@@ -1,4 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using Orleans.Optim.Checkpoints;
 using Orleans.Hosting;
 using Orleans.Optim.Placement;
 using Orleans.Optim.Shards;
@@ -15,7 +18,10 @@ public static class OptimizerSiloBuilderExtensions
     /// Adds the shard placement director and shard options. The silo must also have a grain storage provider named
     /// <see cref="StorageName"/>, for example <c>AddMemoryGrainStorage(StorageName)</c>.
     /// </summary>
-    public static ISiloBuilder AddOptimizerGrains(this ISiloBuilder builder, Action<ShardOptions>? configureShards = null)
+    public static ISiloBuilder AddOptimizerGrains(
+        this ISiloBuilder builder,
+        Action<ShardOptions>? configureShards = null,
+        Action<CheckpointOptions>? configureCheckpoints = null)
     {
         builder.Services.AddPlacementDirector<SpreadShardsPlacement, SpreadShardsPlacementDirector>();
         var options = builder.Services.AddOptions<ShardOptions>();
@@ -24,6 +30,15 @@ public static class OptimizerSiloBuilderExtensions
             options.Configure(configureShards);
         }
 
+        var checkpoints = builder.Services.AddOptions<CheckpointOptions>();
+        if (configureCheckpoints is not null)
+        {
+            checkpoints.Configure(configureCheckpoints);
+        }
+
+        // A store registered before this call (for example Azure Blob storage) wins over the local folder.
+        builder.Services.TryAddSingleton<ICheckpointStore>(services =>
+            new LocalFolderCheckpointStore(services.GetRequiredService<IOptions<CheckpointOptions>>().Value.Path));
         return builder;
     }
 }

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Concurrency;
 using Orleans.Optim.Algorithms;
+using Orleans.Optim.Checkpoints;
 using Orleans.Optim.Engine;
 using Orleans.Optim.Grains;
 using Orleans.Optim.Hosting;
@@ -28,7 +29,8 @@ namespace Orleans.Optim.Shards;
 internal sealed partial class ShardGrain(
     [PersistentState("shard", OptimizerSiloBuilderExtensions.StorageName)] IPersistentState<ShardGrainState> persisted,
     IOptions<ShardOptions> options,
-    ILogger<ShardGrain> logger) : Grain, IShardGrain
+    ICheckpointStore checkpointStore,
+    ILogger<ShardGrain> logger) : Grain, IShardGrain, IGrainMigrationParticipant
 {
     private readonly ShardOptions _options = options.Value;
     private readonly Dictionary<Guid, (SliceState? State, StateOrderKey OrderKey)> _stagedLoads = [];
@@ -36,11 +38,17 @@ internal sealed partial class ShardGrain(
     private PendingStep? _pending;
     private long _step;
     private long _stepsSincePersist;
+    private bool _rehydrated;
 
     /// <inheritdoc/>
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
         var saved = persisted.State;
+        if (_rehydrated)
+        {
+            return Task.CompletedTask;
+        }
+
         if (saved.Config is not null && saved.Values is not null)
         {
             _slice = CreateSlice(saved.Config, FloatBytes.ToFloats(saved.Values));

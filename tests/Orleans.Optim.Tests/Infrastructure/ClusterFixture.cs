@@ -17,6 +17,9 @@ public sealed class ClusterFixture : IAsyncLifetime
 
     private InProcessTestCluster? _cluster;
 
+    /// <summary>The local folder of the cluster's sharded checkpoints.</summary>
+    public string CheckpointFolder { get; } = Directory.CreateTempSubdirectory("orleans-optim-fixture-checkpoints-").FullName;
+
     /// <summary>The running cluster.</summary>
     public InProcessTestCluster Cluster => _cluster ?? throw new InvalidOperationException("The cluster is not started.");
 
@@ -30,7 +33,13 @@ public sealed class ClusterFixture : IAsyncLifetime
         builder.ConfigureSilo((_, silo) =>
         {
             silo.AddMemoryGrainStorage(OptimizerSiloBuilderExtensions.StorageName);
-            silo.AddOptimizerGrains(shards => shards.StepTimeout = StepTimeout);
+            silo.AddOptimizerGrains(
+                shards => shards.StepTimeout = StepTimeout,
+                checkpoints =>
+                {
+                    checkpoints.Path = CheckpointFolder;
+                    checkpoints.KeepLast = 3;
+                });
         });
         builder.ConfigureClient(client => client.Services.Configure<ClientMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromMinutes(2)));
         _cluster = builder.Build();
@@ -44,6 +53,8 @@ public sealed class ClusterFixture : IAsyncLifetime
         {
             await _cluster.DisposeAsync();
         }
+
+        Directory.Delete(CheckpointFolder, recursive: true);
     }
 }
 
