@@ -11,6 +11,8 @@ var root = new RootCommand("Orleans.Optim: a PyTorch-compatible optimizer held b
     TrainCommand.Create(),
     ConformanceCommand.Create(),
     InspectCommand.Create(),
+    ExportCommand.CreateExport(),
+    ExportCommand.CreateList(),
 };
 
 var parseResult = root.Parse(args);

@@ -54,7 +54,7 @@ public sealed class ClusterOptions
 
     /// <summary>Connects to the chosen cluster, or starts the embedded one.</summary>
     /// <exception cref="ArgumentException">A gateway is not a loopback address with a valid port.</exception>
-    public async Task<ClusterConnection> ConnectAsync(ParseResult parseResult, TextWriter output)
+    public async Task<ClusterConnection> ConnectAsync(ParseResult parseResult, TextWriter output, string? embeddedCheckpointPath = null)
     {
         string[] gateways = parseResult.GetValue(Gateways) ?? [];
         if (gateways.Length == 0)
@@ -66,7 +66,7 @@ public sealed class ClusterOptions
             }
 
             output.WriteLine($"Starting an embedded cluster of {silos} silo{(silos == 1 ? "" : "s")} on 127.0.0.1.");
-            var embedded = await EmbeddedCluster.StartAsync(silos);
+            var embedded = await EmbeddedCluster.StartAsync(silos, checkpointPath: embeddedCheckpointPath);
             return new ClusterConnection(embedded.Client, embedded.DisposeAsync);
         }
 

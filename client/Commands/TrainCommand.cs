@@ -42,12 +42,16 @@ public static class TrainCommand
             Description = "When the scheduler steps: after every 'epoch', or every 'step' (for OneCycleLR).",
             DefaultValueFactory = _ => "epoch",
         };
+        var shardedCheckpointEvery = new Option<int>("--sharded-checkpoint-every")
+        {
+            Description = "Take a sharded checkpoint every N steps; a lost silo then rolls the run back to the newest one instead of stopping it (0: off).",
+        };
         var overwrite = new Option<bool>("--overwrite") { Description = "Delete the checkpoints already in --checkpoint-dir before a fresh run." };
         var cluster = new ClusterOptions();
 
         var command = new Command("train", "Train an MLP (64 inputs, --hidden units, 10 classes) on the digits data set with data-parallel workers and a cluster-held optimizer.")
         {
-            workers, epochs, batchSize, optimizer, lr, weightDecay, momentum, hidden, seed, shardSize, checkpointDir, checkpointEvery, resume, summary, name, overwrite, scheduler, schedulerInterval,
+            workers, epochs, batchSize, optimizer, lr, weightDecay, momentum, hidden, seed, shardSize, checkpointDir, checkpointEvery, resume, summary, name, overwrite, scheduler, schedulerInterval, shardedCheckpointEvery,
         };
         cluster.AddTo(command);
 
@@ -66,6 +70,7 @@ public static class TrainCommand
                 Seed = parseResult.GetValue(seed),
                 ShardSize = parseResult.GetValue(shardSize),
                 Scheduler = parseResult.GetValue(scheduler),
+                ShardedCheckpointEvery = parseResult.GetValue(shardedCheckpointEvery),
                 SchedulerInterval = parseResult.GetValue(schedulerInterval)!,
             };
 
@@ -93,6 +98,7 @@ public static class TrainCommand
                     WeightDecay = IsGiven(parseResult, weightDecay) ? settings.WeightDecay : saved.WeightDecay,
                     Momentum = IsGiven(parseResult, momentum) ? settings.Momentum : saved.Momentum,
                     ShardSize = IsGiven(parseResult, shardSize) ? settings.ShardSize : saved.ShardSize,
+                    ShardedCheckpointEvery = IsGiven(parseResult, shardedCheckpointEvery) ? settings.ShardedCheckpointEvery : saved.ShardedCheckpointEvery,
                 };
                 if (IsGiven(parseResult, lr))
                 {
@@ -126,7 +132,7 @@ public static class TrainCommand
             }
 
             string optimizerName = parseResult.GetValue(name) ?? $"digits-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..6]}";
-            await using var connection = await cluster.ConnectAsync(parseResult, Console.Out);
+            await using var connection = await cluster.ConnectAsync(parseResult, Console.Out, Path.Combine(checkpointDirectory, "sharded"));
             if (await ClusterOptimizer.ExistsAsync(connection.Client, optimizerName))
             {
                 throw new CommandException(

@@ -33,7 +33,8 @@ public sealed class EmbeddedCluster : IAsyncDisposable
     /// <param name="siloCount">Number of silos, at least 1.</param>
     /// <param name="stepTimeout">Shard step timeout; <see langword="null"/> for the default.</param>
     /// <param name="logLevel">Minimum level of the silos' and client's console logs.</param>
-    public static async Task<EmbeddedCluster> StartAsync(int siloCount, TimeSpan? stepTimeout = null, LogLevel logLevel = LogLevel.Warning)
+    /// <param name="checkpointPath">Folder of the sharded checkpoint store, or <see langword="null"/> for <c>checkpoints</c>.</param>
+    public static async Task<EmbeddedCluster> StartAsync(int siloCount, TimeSpan? stepTimeout = null, LogLevel logLevel = LogLevel.Warning, string? checkpointPath = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(siloCount, 1);
 
@@ -56,6 +57,11 @@ public sealed class EmbeddedCluster : IAsyncDisposable
                 if (stepTimeout is { } timeout)
                 {
                     settings.Shards.StepTimeout = timeout;
+                }
+
+                if (checkpointPath is not null)
+                {
+                    settings.Checkpoints.Path = checkpointPath;
                 }
 
                 var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });

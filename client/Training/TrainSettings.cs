@@ -38,6 +38,12 @@ public sealed record TrainSettings
     /// <summary>When the scheduler steps: after every <c>epoch</c> (the torch convention for most schedulers) or every <c>step</c> (OneCycleLR).</summary>
     [JsonPropertyName("scheduler_interval")] public string SchedulerInterval { get; init; } = "epoch";
 
+    /// <summary>
+    /// Take a sharded checkpoint every this many steps, which a lost silo rolls the run back to; 0 turns them off, so
+    /// a lost silo stops the run instead.
+    /// </summary>
+    [JsonPropertyName("sharded_checkpoint_every")] public int ShardedCheckpointEvery { get; init; }
+
     /// <summary>Maximum elements per shard.</summary>
     [JsonPropertyName("shard_size")] public int ShardSize { get; init; } = Layout.OptimizerSpec.DefaultMaxShardElements;
 
@@ -65,6 +71,7 @@ public sealed record TrainSettings
         Require(Hidden is >= 1 and <= 4096, $"Invalid --hidden {Hidden}: expected 1 to 4096.");
         Require(double.IsFinite(Lr) && Lr >= 0, $"Invalid --lr {Lr}: expected a finite value >= 0.");
         Require(ShardSize >= 1, $"Invalid --shard-size {ShardSize}: expected at least 1 element.");
+        Require(ShardedCheckpointEvery >= 0, $"Invalid --sharded-checkpoint-every {ShardedCheckpointEvery}: expected 0 (off) or a number of steps.");
         Require(SchedulerInterval is "epoch" or "step", $"Invalid --scheduler-interval '{SchedulerInterval}': expected 'epoch' or 'step'.");
         if (Scheduler is not null)
         {

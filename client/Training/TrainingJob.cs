@@ -14,6 +14,9 @@ public sealed class TrainingInterruptedException(string message, Exception inner
 /// </summary>
 public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWriter progress, bool interactive)
 {
+    /// <summary>Most rollbacks one run makes before it gives up.</summary>
+    public const int MaxRecoveries = 5;
+
     /// <summary>Runs the job.</summary>
     /// <param name="settings">The run's settings; on resume, the checkpoint's settings with the new epoch count.</param>
     /// <param name="optimizerName">Name of the cluster optimizer to create.</param>
@@ -96,58 +99,93 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
         }
 
         int batchCount = dataset.GetBatchCount(settings.BatchSize);
+        long totalSteps = (long)settings.Epochs * batchCount;
         var clock = Stopwatch.StartNew();
+        var epochClock = Stopwatch.StartNew();
+        var batchLoss = new double[batchCount];
         double trainLoss = 0;
         (float Loss, float Accuracy) heldOut = (0, 0);
         string lastCheckpoint = "";
-        for (int epoch = startEpoch; epoch < settings.Epochs; epoch++)
+        int recoveries = 0;
+        var batchInputs = new float[settings.BatchSize * DigitsDataset.FeatureCount];
+        var batchLabels = new int[settings.BatchSize];
+        int[] order = [];
+        int orderEpoch = -1;
+
+        // The loop counts completed synchronous steps, so that a rollback to a checkpoint can set it back and the data
+        // of every later step, which depends only on the seed and the step, is replayed exactly.
+        while (steps < totalSteps)
         {
-            var epochClock = Stopwatch.StartNew();
+            int epoch = (int)(steps / batchCount);
+            int batch = (int)(steps % batchCount);
+            if (epoch != orderEpoch)
+            {
+                order = dataset.GetEpochOrder(settings.Seed, epoch);
+                orderEpoch = epoch;
+            }
+
+            if (batch == 0)
+            {
+                epochClock.Restart();
+            }
+
             try
             {
-                (trainLoss, parameters) = await RunEpochAsync(workers, mlp, dataset, settings, epoch, parameters, cancellationToken);
-                if (settings.Scheduler is not null && settings.SchedulerInterval == "epoch")
+                dataset.CopyTrainBatch(order, batch, batchInputs, batchLabels);
+                (batchLoss[batch], parameters) = await RunStepAsync(workers, mlp, settings, batchInputs, batchLabels, parameters, cancellationToken);
+                steps++;
+                ShowProgress(epoch, settings.Epochs, batch + 1, batchCount);
+                if (settings.Scheduler is not null && settings.SchedulerInterval == "step")
                 {
                     await workers[0].SchedulerStepAsync();
                 }
+
+                // Epoch-end work comes before the sharded checkpoint of the same step, so that a rollback to that
+                // checkpoint does not skip it.
+                if (steps % batchCount == 0)
+                {
+                    if (settings.Scheduler is not null && settings.SchedulerInterval == "epoch")
+                    {
+                        await workers[0].SchedulerStepAsync();
+                    }
+
+                    trainLoss = batchLoss.Average();
+                    heldOut = mlp.Evaluate(parameters, dataset.HeldOut.Inputs, dataset.HeldOut.Labels);
+                    ReportEpoch(workers[0], settings, epoch, trainLoss, heldOut, batchCount / epochClock.Elapsed.TotalSeconds);
+                    if (epoch + 1 == settings.Epochs || (checkpointEvery > 0 && (epoch + 1) % checkpointEvery == 0))
+                    {
+                        var checkpoint = new TrainingCheckpoint { Epoch = epoch + 1, Steps = steps, Settings = settings, HeldOutAccuracy = heldOut.Accuracy };
+                        var schedulerState = settings.Scheduler is null ? null : await workers[0].SchedulerStateDictAsync();
+                        lastCheckpoint = checkpoint.Write(checkpointDirectory, await workers[0].StateDictAsync(), mlp.Parameters, parameters, schedulerState);
+                        output.WriteLine($"checkpoint {lastCheckpoint}");
+                    }
+                }
+
+                if (settings.ShardedCheckpointEvery > 0 && steps % settings.ShardedCheckpointEvery == 0)
+                {
+                    await workers[0].CheckpointAsync();
+                }
+            }
+            catch (Exception e) when (IsClusterFailure(e) && settings.ShardedCheckpointEvery > 0 && recoveries < MaxRecoveries)
+            {
+                recoveries++;
+                ClearProgress();
+                output.WriteLine($"step {steps + 1} failed: {e.Message.Split('\n')[0].Trim()}");
+                output.WriteLine("recovering: waiting for the cluster to bring the lost shards back, then rolling back to the newest sharded checkpoint");
+                var recoveryClock = Stopwatch.StartNew();
+                long resumeStep = await workers[0].RecoverAsync();
+                for (int rank = 1; rank < workers.Length; rank++)
+                {
+                    await workers[rank].RecoverAsync();
+                }
+
+                parameters = await workers[0].GetParametersAsync();
+                output.WriteLine($"rolled back to step {resumeStep} after {recoveryClock.Elapsed.TotalSeconds:0.0} s; {steps - resumeStep} steps to redo");
+                steps = resumeStep;
             }
             catch (Exception e) when (IsClusterFailure(e))
             {
                 throw Interrupted(e, epoch, steps, lastCheckpoint, resumeFrom);
-            }
-
-            steps += batchCount;
-            heldOut = mlp.Evaluate(parameters, dataset.HeldOut.Inputs, dataset.HeldOut.Labels);
-            ClearProgress();
-            string lrText = settings.Scheduler is null
-                ? string.Empty
-                : "  lr " + Orleans.Optim.Python.PythonValues.Format(workers[0].ParamGroups[0]["lr"]);
-            output.WriteLine(string.Format(
-                CultureInfo.InvariantCulture,
-                "epoch {0,3}/{1}  train loss {2:0.0000}  held-out loss {3:0.0000}  held-out accuracy {4:0.00}%  {5:0.0} steps/s{6}",
-                epoch + 1,
-                settings.Epochs,
-                trainLoss,
-                heldOut.Loss,
-                heldOut.Accuracy * 100,
-                batchCount / epochClock.Elapsed.TotalSeconds,
-                lrText));
-
-            bool last = epoch + 1 == settings.Epochs;
-            if (last || (checkpointEvery > 0 && (epoch + 1) % checkpointEvery == 0))
-            {
-                var checkpoint = new TrainingCheckpoint { Epoch = epoch + 1, Steps = steps, Settings = settings, HeldOutAccuracy = heldOut.Accuracy };
-                try
-                {
-                    var schedulerState = settings.Scheduler is null ? null : await workers[0].SchedulerStateDictAsync();
-                    lastCheckpoint = checkpoint.Write(checkpointDirectory, await workers[0].StateDictAsync(), mlp.Parameters, parameters, schedulerState);
-                }
-                catch (Exception e) when (IsClusterFailure(e))
-                {
-                    throw Interrupted(e, epoch, steps, lastCheckpoint, resumeFrom);
-                }
-
-                output.WriteLine($"checkpoint {lastCheckpoint}");
             }
         }
 
@@ -172,39 +210,36 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
         };
     }
 
-    /// <summary>Runs one epoch of synchronous steps and returns its mean training loss and the final parameters.</summary>
-    private async Task<(double TrainLoss, float[][] Parameters)> RunEpochAsync(
-        ClusterOptimizer[] workers, Mlp mlp, DigitsDataset dataset, TrainSettings settings, int epoch, float[][] parameters, CancellationToken cancellationToken)
+    /// <summary>Runs one synchronous step of every worker on its part of the batch and returns the batch loss and the new parameters.</summary>
+    private static async Task<(double Loss, float[][] Parameters)> RunStepAsync(
+        ClusterOptimizer[] workers, Mlp mlp, TrainSettings settings, float[] batchInputs, int[] batchLabels, float[][] parameters, CancellationToken cancellationToken)
     {
-        int batchCount = dataset.GetBatchCount(settings.BatchSize);
-        var batchInputs = new float[settings.BatchSize * DigitsDataset.FeatureCount];
-        var batchLabels = new int[settings.BatchSize];
-        int[] order = dataset.GetEpochOrder(settings.Seed, epoch);
-        double lossSum = 0;
-        for (int batch = 0; batch < batchCount; batch++)
+        cancellationToken.ThrowIfCancellationRequested();
+        var results = await Task.WhenAll(Enumerable.Range(0, settings.Workers).Select(rank => Task.Run(async () =>
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            dataset.CopyTrainBatch(order, batch, batchInputs, batchLabels);
-            var current = parameters;
-            var results = await Task.WhenAll(Enumerable.Range(0, settings.Workers).Select(rank => Task.Run(async () =>
-            {
-                var (loss, gradients) = mlp.ComputeWorkerGradients(current, batchInputs, batchLabels, rank, settings.Workers);
-                var updated = await workers[rank].StepAsync(rank, gradients, cancellationToken);
-                return (loss, updated);
-            })));
+            var (loss, gradients) = mlp.ComputeWorkerGradients(parameters, batchInputs, batchLabels, rank, settings.Workers);
+            var updated = await workers[rank].StepAsync(rank, gradients, cancellationToken);
+            return (loss, updated);
+        })));
 
-            // The workers' losses are scaled so that their mean is the batch loss.
-            lossSum += results.Average(r => r.loss);
-            parameters = results[0].updated;
-            if (settings.Scheduler is not null && settings.SchedulerInterval == "step")
-            {
-                await workers[0].SchedulerStepAsync();
-            }
+        // The workers' losses are scaled so that their mean is the batch loss.
+        return (results.Average(r => r.loss), results[0].updated);
+    }
 
-            ShowProgress(epoch, settings.Epochs, batch + 1, batchCount);
-        }
-
-        return (lossSum / batchCount, parameters);
+    private void ReportEpoch(ClusterOptimizer optimizer, TrainSettings settings, int epoch, double trainLoss, (float Loss, float Accuracy) heldOut, double stepsPerSecond)
+    {
+        ClearProgress();
+        string lrText = settings.Scheduler is null ? string.Empty : "  lr " + Orleans.Optim.Python.PythonValues.Format(optimizer.ParamGroups[0]["lr"]);
+        output.WriteLine(string.Format(
+            CultureInfo.InvariantCulture,
+            "epoch {0,3}/{1}  train loss {2:0.0000}  held-out loss {3:0.0000}  held-out accuracy {4:0.00}%  {5:0.0} steps/s{6}",
+            epoch + 1,
+            settings.Epochs,
+            trainLoss,
+            heldOut.Loss,
+            heldOut.Accuracy * 100,
+            stepsPerSecond,
+            lrText));
     }
 
     private static bool IsClusterFailure(Exception e) => e is TimeoutException or OrleansException or Orleans.Optim.Wire.OptimizerFaultException;

@@ -33,6 +33,12 @@ public static class OptimizerSiloConfiguration
 
             // In-memory storage ends with the silos, so writing to it while they shut down only produces errors.
             shards.PersistOnDeactivation = false;
+        },
+        checkpoints =>
+        {
+            checkpoints.Path = settings.Checkpoints.Path;
+            checkpoints.KeepLast = settings.Checkpoints.KeepLast;
+            checkpoints.RecoveryTimeout = settings.Checkpoints.RecoveryTimeout;
         });
         return silo;
     }

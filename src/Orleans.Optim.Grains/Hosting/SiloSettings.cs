@@ -32,6 +32,9 @@ public sealed class SiloSettings
     /// <summary>Settings of the shard grains (step timeout, persistence).</summary>
     public ShardOptions Shards { get; set; } = new();
 
+    /// <summary>Settings of sharded checkpoints (store folder, how many to keep).</summary>
+    public Checkpoints.CheckpointOptions Checkpoints { get; set; } = new();
+
     /// <summary>Checks the settings.</summary>
     /// <exception cref="ArgumentException">A port is outside 1..65535, or the silo and gateway ports are the same.</exception>
     public void Validate()
@@ -51,6 +54,11 @@ public sealed class SiloSettings
         if (Shards.StepTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentException($"Invalid {SectionName}:Shards:StepTimeout {Shards.StepTimeout}: expected a positive time span such as 00:01:00.");
+        }
+
+        if (Checkpoints.KeepLast < 1)
+        {
+            throw new ArgumentException($"Invalid {SectionName}:Checkpoints:KeepLast {Checkpoints.KeepLast}: expected at least 1.");
         }
 
         if (Shards.PersistEverySteps < 0)
