@@ -448,6 +448,12 @@ public sealed class ClusterOptimizer
         return new ClusterOptimizer(grains, description, min);
     }
 
+    /// <summary>
+    /// Moves shards so that every active silo holds an even share; the coordinator also does this by itself within
+    /// seconds of a silo joining or leaving. Shards keep their exact state as they move.
+    /// </summary>
+    public Task<RebalanceResult> RebalanceAsync() => Translate(() => CoordinatorGrain.Rebalance());
+
     /// <summary>Returns where each shard lives: shard index to the silo's identity, for diagnostics and tests.</summary>
     public async Task<IReadOnlyList<ShardStatus>> GetShardStatusesAsync() =>
         await Task.WhenAll(Layout.Shards.Select(shard => Shard(shard.Index).GetStatus()));

@@ -97,6 +97,13 @@ public interface IOptimizerGrain : IGrainWithStringKey
     Task<OptimizerDescription> CreateFromCheckpoint(string sourceOptimizer, string checkpoint, int? maxShardElements);
 
     /// <summary>
+    /// Moves shards so that every active silo holds an even share (counts differ by at most one), moving as few as
+    /// possible; shards keep their exact state as they migrate. The coordinator also runs it when a silo joins.
+    /// </summary>
+    /// <returns>The shard counts per silo before the moves, and the number of shards moved.</returns>
+    Task<RebalanceResult> Rebalance();
+
+    /// <summary>
     /// Commits a <c>load_state_dict</c> whose shard parts were staged under <paramref name="loadId"/>: replaces the
     /// groups' hyperparameters and makes every shard swap in its staged state.
     /// </summary>
@@ -145,6 +152,9 @@ public interface IShardGrain : IGrainWithStringKey
 
     /// <summary>Drops the state staged under <paramref name="loadId"/>.</summary>
     Task AbortLoad(Guid loadId);
+
+    /// <summary>Migrates the shard to <paramref name="silo"/> when it is next idle, with its exact state.</summary>
+    Task MoveTo(SiloAddress silo);
 
     /// <summary>Writes the slice and its state to a checkpoint, failing when the shard is not at <paramref name="expectedStep"/>.</summary>
     Task<ShardCheckpointResult> WriteCheckpoint(string checkpoint, long expectedStep);

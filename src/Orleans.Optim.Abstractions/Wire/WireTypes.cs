@@ -186,3 +186,11 @@ public sealed record ShardCheckpointResult(
     [property: Id(1)] string Sha256,
     [property: Id(2)] long Bytes,
     [property: Id(3)] long Step);
+
+/// <summary>What a rebalance found and did.</summary>
+/// <param name="ShardsPerSiloBefore">Shard counts per silo identity before the moves.</param>
+/// <param name="Moved">Number of shards asked to migrate.</param>
+[GenerateSerializer, Immutable]
+public sealed record RebalanceResult(
+    [property: Id(0)] Dictionary<string, int> ShardsPerSiloBefore,
+    [property: Id(1)] int Moved);

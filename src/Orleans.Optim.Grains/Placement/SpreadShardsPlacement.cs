@@ -11,7 +11,8 @@ namespace Orleans.Optim.Placement;
 /// </summary>
 /// <remarks>
 /// Orleans' default placement put 40 new shards on one silo in a test here, so shards need an explicit choice.
-/// Placement decides where a shard is activated; a silo that joins later receives new activations only.
+/// Placement decides where a shard is activated. When a silo joins, the coordinator's rebalance migrates a fair
+/// share of the shards to it with a placement hint, which this director follows.
 /// </remarks>
 [Serializable, GenerateSerializer, Immutable, SuppressReferenceTracking]
 public sealed class SpreadShardsPlacement : PlacementStrategy
@@ -39,6 +40,12 @@ internal sealed class SpreadShardsPlacementDirector : IPlacementDirector
         if (silos.Length == 0)
         {
             throw new OrleansException($"No compatible silo to place {target.GrainIdentity} on.");
+        }
+
+        // A rebalance moves a shard by migrating it with a hint that names the silo it should go to.
+        if (IPlacementDirector.GetPlacementHint(target.RequestContextData, silos) is { } hinted)
+        {
+            return Task.FromResult(hinted);
         }
 
         var ordered = silos.OrderBy(s => s.Endpoint.ToString(), StringComparer.Ordinal).ThenBy(s => s.Generation).ToArray();

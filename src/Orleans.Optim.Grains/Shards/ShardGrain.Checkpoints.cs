@@ -102,6 +102,21 @@ internal sealed partial class ShardGrain
     }
 
     /// <inheritdoc/>
+    public Task MoveTo(SiloAddress silo)
+    {
+        if (silo.ToString() == RuntimeIdentity)
+        {
+            return Task.CompletedTask;
+        }
+
+        // Migration starts once no request runs, so a step that is collecting gradients finishes first.
+        RequestContext.Set(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey, silo);
+        MigrateOnIdle();
+        RequestContext.Remove(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey);
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc/>
     public void OnDehydrate(IDehydrationContext dehydrationContext)
     {
         // Migration to another silo carries the exact in-memory state, so no step is lost and storage is not needed.
