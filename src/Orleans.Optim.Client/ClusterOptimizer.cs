@@ -46,6 +46,12 @@ public sealed class ClusterOptimizer
     /// <summary>The algorithm.</summary>
     public OptimizerAlgorithm Algorithm { get; }
 
+    /// <summary>
+    /// Whether the last step of this handle was skipped on every shard because a reduced gradient was not finite
+    /// (only with <see cref="OptimizerSpec.SkipNonFiniteSteps"/>); the parameters did not change.
+    /// </summary>
+    public bool LastStepSkipped { get; private set; }
+
     /// <summary>Number of synchronous steps applied, as this handle last saw it; the next step is one more.</summary>
     public long StepCount { get; private set; }
 
@@ -178,7 +184,8 @@ public sealed class ClusterOptimizer
         })).WaitAsync(cancellationToken);
 
         StepCount = step;
-        return Assemble(replies);
+        LastStepSkipped = replies.Any(r => r.Skipped);
+        return Assemble(replies.Select(r => r.Values).ToArray());
     }
 
     /// <summary>

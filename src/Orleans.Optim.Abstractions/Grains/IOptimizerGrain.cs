@@ -134,9 +134,9 @@ public interface IShardGrain : IGrainWithStringKey
     /// <param name="step">The step number, one more than the shard's applied steps.</param>
     /// <param name="rank">The worker's rank in <c>[0, world_size)</c>.</param>
     /// <param name="gradient">Raw float32 bytes of the slice's gradient, or <see langword="null"/> for no gradient.</param>
-    /// <returns>The slice's new master values, raw float32 bytes.</returns>
+    /// <returns>The slice's new master values, and whether the step was skipped for a non-finite gradient.</returns>
     /// <exception cref="OptimizerFaultException">The push breaks the step protocol, or the step timed out.</exception>
-    Task<byte[]> Step(long step, int rank, byte[]? gradient);
+    Task<StepReply> Step(long step, int rank, byte[]? gradient);
 
     /// <summary>Replaces the group's hyperparameters from the next step on; called by the coordinator.</summary>
     Task SetOptions(byte[] groupOptions);
@@ -175,4 +175,15 @@ public interface IShardGrain : IGrainWithStringKey
 
     /// <summary>Drops a staged checkpoint.</summary>
     Task AbortRestore(string checkpoint);
+}
+
+/// <summary>
+/// Collects every shard's finding for one synchronous step of an optimizer that skips steps with non-finite
+/// gradients, and gives all of them the same verdict. Keyed by the optimizer name.
+/// </summary>
+public interface IStepVerdictGrain : IGrainWithStringKey
+{
+    /// <summary>Reports whether shard <paramref name="shardIndex"/>'s reduced gradient for <paramref name="step"/> is finite, and waits for the verdict.</summary>
+    /// <returns><see langword="true"/> when the step must be skipped on every shard.</returns>
+    Task<bool> Vote(long step, int shardIndex, bool finite);
 }

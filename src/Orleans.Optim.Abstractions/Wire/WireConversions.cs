@@ -19,6 +19,7 @@ public static class WireConversions
         WorldSize = spec.WorldSize,
         Reduction = (int)spec.Reduction,
         MaxShardElements = spec.MaxShardElements,
+        SkipNonFiniteSteps = spec.SkipNonFiniteSteps,
     };
 
     /// <summary>Returns the core form of a spec.</summary>
@@ -37,6 +38,7 @@ public static class WireConversions
             ? (GradientReduction)data.Reduction
             : throw new FormatException($"Invalid gradient reduction {data.Reduction}: expected 0 (mean) or 1 (sum)."),
         MaxShardElements = data.MaxShardElements,
+        SkipNonFiniteSteps = data.SkipNonFiniteSteps,
     };
 
     /// <summary>Returns a byte form of the spec that is equal for equal specs, to tell a repeated create from a conflicting one.</summary>
@@ -54,6 +56,7 @@ public static class WireConversions
             (long)data.WorldSize,
             (long)data.Reduction,
             (long)data.MaxShardElements,
+            data.SkipNonFiniteSteps,
         };
         return PythonBinary.Encode(value);
     }
@@ -68,6 +71,7 @@ public static class WireConversions
         WorldSize = description.Spec.WorldSize,
         Reduction = (GradientReduction)description.Spec.Reduction,
         MaxShardElements = description.Spec.MaxShardElements,
+        SkipNonFiniteSteps = description.Spec.SkipNonFiniteSteps,
     };
 
     /// <summary>Returns the core form of a shard.</summary>

@@ -33,6 +33,9 @@ public sealed record OptimizerSpecData
 
     /// <summary>Maximum number of elements per shard.</summary>
     [Id(5)] public required int MaxShardElements { get; init; }
+
+    /// <summary>Whether a step with any non-finite reduced gradient is skipped on every shard.</summary>
+    [Id(6)] public bool SkipNonFiniteSteps { get; init; }
 }
 
 /// <summary>Life cycle of an optimizer.</summary>
@@ -121,6 +124,9 @@ public sealed record ShardConfig
 
     /// <summary>Torch's <c>optimizer.defaults</c>, encoded with <c>PythonBinary.EncodeOptions</c>; Adagrad's initial state reads them.</summary>
     [Id(8)] public required byte[] Defaults { get; init; }
+
+    /// <summary>Whether a step with any non-finite reduced gradient is skipped on every shard.</summary>
+    [Id(9)] public bool SkipNonFiniteSteps { get; init; }
 }
 
 /// <summary>A shard's progress.</summary>
@@ -194,3 +200,9 @@ public sealed record ShardCheckpointResult(
 public sealed record RebalanceResult(
     [property: Id(0)] Dictionary<string, int> ShardsPerSiloBefore,
     [property: Id(1)] int Moved);
+
+/// <summary>A shard's answer to a gradient push once its synchronous step is done.</summary>
+/// <param name="Values">The slice's master values after the step, raw float32 bytes.</param>
+/// <param name="Skipped">Whether the step was skipped on every shard because a reduced gradient was not finite.</param>
+[GenerateSerializer, Immutable]
+public sealed record StepReply([property: Id(0)] byte[] Values, [property: Id(1)] bool Skipped);

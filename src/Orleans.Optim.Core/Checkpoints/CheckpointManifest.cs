@@ -90,6 +90,9 @@ public sealed record CheckpointManifest
     /// <summary>Gradient reduction: 0 for mean, 1 for sum.</summary>
     [JsonPropertyName("reduction")] public required int Reduction { get; init; }
 
+    /// <summary>Whether steps with non-finite gradients are skipped.</summary>
+    [JsonPropertyName("skip_non_finite_steps")] public bool SkipNonFiniteSteps { get; init; }
+
     /// <summary>Maximum elements per shard of the layout that wrote it.</summary>
     [JsonPropertyName("max_shard_elements")] public required int MaxShardElements { get; init; }
 

@@ -56,6 +56,9 @@ public sealed class LocalOptimizer
     /// <summary>Which kernel implementation runs.</summary>
     public KernelPath Path { get; }
 
+    /// <summary>Whether the last step was skipped because a gradient was not finite (with <see cref="OptimizerSpec.SkipNonFiniteSteps"/>).</summary>
+    public bool LastStepSkipped { get; private set; }
+
     /// <summary>Number of steps taken.</summary>
     public long GlobalStep { get; private set; }
 
@@ -71,6 +74,13 @@ public sealed class LocalOptimizer
         }
 
         GlobalStep++;
+        if (_spec.SkipNonFiniteSteps && gradients.Any(g => g is not null && g.Any(v => !float.IsFinite(v))))
+        {
+            LastStepSkipped = true;
+            return;
+        }
+
+        LastStepSkipped = false;
         foreach (var shard in Layout.Shards)
         {
             float[]? gradient = gradients[(int)shard.ParamId];

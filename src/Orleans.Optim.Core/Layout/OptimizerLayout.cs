@@ -46,6 +46,9 @@ public sealed record OptimizerLayout
     /// <summary>Maximum number of elements per shard.</summary>
     public required int MaxShardElements { get; init; }
 
+    /// <summary>Whether a step with any non-finite reduced gradient is skipped on every shard.</summary>
+    public bool SkipNonFiniteSteps { get; init; }
+
     /// <summary>Returns the param IDs of group <paramref name="groupIndex"/>, in order.</summary>
     public IReadOnlyList<long> GroupParamIds(int groupIndex) =>
         Parameters.Where(p => p.GroupIndex == groupIndex).Select(p => p.Id).ToList();
@@ -80,6 +83,7 @@ public sealed record OptimizerLayout
             WorldSize = spec.WorldSize,
             Reduction = spec.Reduction,
             MaxShardElements = spec.MaxShardElements,
+            SkipNonFiniteSteps = spec.SkipNonFiniteSteps,
         };
     }
 

@@ -55,6 +55,12 @@ public sealed record OptimizerSpec
     public int MaxShardElements { get; init; } = DefaultMaxShardElements;
 
     /// <summary>
+    /// Skip a whole step, on every shard, when any reduced gradient holds NaN or infinity, as mixed-precision loss
+    /// scaling (torch's GradScaler) needs. Off by default: as in torch, non-finite gradients then flow into the update.
+    /// </summary>
+    public bool SkipNonFiniteSteps { get; init; }
+
+    /// <summary>
     /// Checks the spec and builds torch's defaults and param groups from it.
     /// </summary>
     /// <returns>The algorithm, the defaults and each group's options (without <c>params</c>).</returns>

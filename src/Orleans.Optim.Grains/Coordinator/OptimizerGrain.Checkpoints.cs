@@ -50,6 +50,7 @@ internal sealed partial class OptimizerGrain
             Algorithm = state.Spec!.Algorithm,
             WorldSize = state.Spec.WorldSize,
             Reduction = state.Spec.Reduction,
+            SkipNonFiniteSteps = state.Spec.SkipNonFiniteSteps,
             MaxShardElements = state.Spec.MaxShardElements,
             Defaults = Convert.ToBase64String(state.Defaults),
             Groups = state.Groups.Select(Convert.ToBase64String).ToArray(),
@@ -191,6 +192,7 @@ internal sealed partial class OptimizerGrain
             WorldSize = manifest.WorldSize,
             Reduction = (GradientReduction)manifest.Reduction,
             MaxShardElements = maxShardElements ?? manifest.MaxShardElements,
+            SkipNonFiniteSteps = manifest.SkipNonFiniteSteps,
         };
         var data = spec.ToData();
         var (_, defaults, resolvedGroups) = Resolve(data);

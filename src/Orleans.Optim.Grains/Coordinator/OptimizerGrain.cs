@@ -191,6 +191,7 @@ internal sealed partial class OptimizerGrain(
             GroupOptions = options,
             WorldSize = spec.WorldSize,
             Reduction = spec.Reduction,
+            SkipNonFiniteSteps = spec.SkipNonFiniteSteps,
             InitialStep = min,
             Defaults = state.Defaults,
         })));
@@ -274,6 +275,7 @@ internal sealed partial class OptimizerGrain(
                 GroupOptions = state.Groups[group],
                 WorldSize = spec.WorldSize,
                 Reduction = spec.Reduction,
+                SkipNonFiniteSteps = spec.SkipNonFiniteSteps,
                 Defaults = state.Defaults,
             });
         }));

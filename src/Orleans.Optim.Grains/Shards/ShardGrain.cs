@@ -140,7 +140,7 @@ internal sealed partial class ShardGrain(
             _pending is null ? [] : Enumerable.Range(0, _pending.Received.Length).Where(r => _pending.Received[r]).ToArray()));
 
     /// <inheritdoc/>
-    public async Task<byte[]> Step(long step, int rank, byte[]? gradient)
+    public async Task<StepReply> Step(long step, int rank, byte[]? gradient)
     {
         var config = persisted.State.Config ?? throw NotConfigured();
         var slice = _slice ?? throw new OptimizerFaultException(
@@ -295,10 +295,21 @@ internal sealed partial class ShardGrain(
         {
             var reduced = new float[config.Shard.Length];
             bool hasGradient = GradientReducer.Reduce(pending.Gradients, (GradientReduction)config.Reduction, reduced);
-            slice.Step(reduced, hasGradient, pending.Step, KernelPaths.Default);
+            bool skipped = false;
+            if (config.SkipNonFiniteSteps)
+            {
+                bool finite = !hasGradient || !reduced.Any(v => !float.IsFinite(v));
+                skipped = await GrainFactory.GetGrain<IStepVerdictGrain>(config.Optimizer).Vote(pending.Step, config.Shard.Index, finite);
+            }
+
+            if (!skipped)
+            {
+                slice.Step(reduced, hasGradient, pending.Step, KernelPaths.Default);
+            }
+
             _step = pending.Step;
             _stepsSincePersist++;
-            pending.Completion.SetResult(FloatBytes.ToBytes(slice.Values));
+            pending.Completion.SetResult(new StepReply(FloatBytes.ToBytes(slice.Values), skipped));
         }
         catch (Exception e)
         {
@@ -381,7 +392,7 @@ internal sealed partial class ShardGrain(
 
         public int Count { get; set; }
 
-        public TaskCompletionSource<byte[]> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource<StepReply> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public void Fail(Exception exception) => Completion.TrySetException(exception);
     }
