@@ -121,6 +121,18 @@ public sealed class ClusterOptimizerTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task UnknownParameterGradientRejected()
+    {
+        var optimizer = await ClusterOptimizer.CreateAsync(fixture.Client, NewName("unknown-param"), AdamSpec(1, 1000, [4]), [new float[4]]);
+
+        var error = await Assert.ThrowsAsync<ArgumentException>(() => optimizer.StepAsync(0, [new float[4], new float[2]]));
+
+        Assert.StartsWith("Expected 1 tensors (one per parameter, in param-ID order), found 2.", error.Message);
+        Assert.Equal(0, optimizer.StepCount);
+        Assert.Empty((await optimizer.StateDictAsync()).State);
+    }
+
+    [Fact]
     public async Task StragglerTimesOutNamingRank()
     {
         var spec = AdamSpec(3, 1000, [4]);
