@@ -9,6 +9,7 @@ var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings {
 SiloSettings settings;
 try
 {
+    CheckClustering(builder.Configuration);
     settings = builder.Configuration.GetSection(SiloSettings.SectionName).Get<SiloSettings>() ?? new SiloSettings();
     settings.Validate();
 }
@@ -21,5 +22,27 @@ catch (Exception e) when (e is ArgumentException or InvalidOperationException)
 
 builder.UseOrleans(silo => silo.ConfigureOptimizerSilo(settings));
 using var host = builder.Build();
-await host.RunAsync();
+try
+{
+    await host.StartAsync();
+}
+catch (Exception e) when (e is not OutOfMemoryException)
+{
+    // The log above has the details; this line names what failed and what to check.
+    Console.Error.WriteLine($"error: {SiloStartFailure.Describe(settings, e)}");
+    return 1;
+}
+
+await host.WaitForShutdownAsync();
 return 0;
+
+// The configuration binder's own message for an enum names the .NET type but not the values it accepts.
+static void CheckClustering(IConfiguration configuration)
+{
+    string key = $"{SiloSettings.SectionName}:{nameof(SiloSettings.Clustering)}";
+    string? value = configuration[key];
+    if (!string.IsNullOrEmpty(value) && !(Enum.TryParse(value, ignoreCase: true, out SiloClustering clustering) && Enum.IsDefined(clustering)))
+    {
+        throw new ArgumentException($"Invalid {key} '{value}': expected {string.Join(" or ", Enum.GetNames<SiloClustering>())}.");
+    }
+}

@@ -1,4 +1,5 @@
 using System.Net;
+using Azure.Data.Tables;
 using Orleans.Configuration;
 using Orleans.Hosting;
 
@@ -44,6 +45,67 @@ public static class ClientConnection
         }
 
         client.UseStaticClustering(gatewayPorts.Select(port => new IPEndPoint(IPAddress.Loopback, port)).ToArray());
+        return ConfigureCommon(client, clusterId, serviceId, responseTimeout, connectTimeout);
+    }
+
+    /// <summary>
+    /// Connects through the gateways that the silos' Azure Table membership lists, in the storage account of
+    /// <paramref name="connectionString"/> (Azurite on one machine), with the same response timeout and connection
+    /// retries as <see cref="ConfigureOptimizerClient"/>. The silos must run with
+    /// <c>Optim:Silo:Clustering=AzureStorage</c>, the same connection string and the same cluster id.
+    /// </summary>
+    /// <exception cref="ArgumentException">The connection string is empty or not a storage connection string.</exception>
+    public static IClientBuilder ConfigureOptimizerClientWithAzureStorage(
+        this IClientBuilder client,
+        string connectionString,
+        string clusterId = DefaultClusterId,
+        string serviceId = DefaultServiceId,
+        TimeSpan? responseTimeout = null,
+        TimeSpan? connectTimeout = null)
+    {
+        var tables = CreateTableServiceClient(connectionString);
+        client.UseAzureStorageClustering(options => options.TableServiceClient = tables);
+        return ConfigureCommon(client, clusterId, serviceId, responseTimeout, connectTimeout);
+    }
+
+    private static TableServiceClient CreateTableServiceClient(string connectionString)
+    {
+        if (string.IsNullOrWhiteSpace(connectionString))
+        {
+            throw new ArgumentException(
+                "The Azure Storage connection string is empty; give the one the silos use (Optim:Silo:AzureStorageConnectionString).",
+                nameof(connectionString));
+        }
+
+        // The client retries its whole connection until the connect timeout, so one table request gives up sooner
+        // than with the SDK's defaults (3 retries from 0.8 s apart, 100 s network timeout).
+        var options = new TableClientOptions();
+        options.Retry.MaxRetries = 2;
+        options.Retry.Delay = TimeSpan.FromMilliseconds(500);
+        options.Retry.MaxDelay = TimeSpan.FromSeconds(2);
+        options.Retry.NetworkTimeout = TimeSpan.FromSeconds(10);
+        try
+        {
+            return new TableServiceClient(connectionString, options);
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException or InvalidOperationException)
+        {
+            // The message leaves out the string itself, because it contains the account key.
+            throw new ArgumentException(
+                $"Invalid Azure Storage connection string: {e.Message} Expected one with DefaultEndpointsProtocol, AccountName, " +
+                "AccountKey and TableEndpoint, such as the one `scripts/azurite.sh connection-string` prints.",
+                nameof(connectionString),
+                e);
+        }
+    }
+
+    private static IClientBuilder ConfigureCommon(
+        IClientBuilder client,
+        string clusterId,
+        string serviceId,
+        TimeSpan? responseTimeout,
+        TimeSpan? connectTimeout)
+    {
         client.Configure<ClusterOptions>(options =>
         {
             options.ClusterId = clusterId;

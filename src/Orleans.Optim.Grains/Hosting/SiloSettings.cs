@@ -1,3 +1,5 @@
+using Azure.Data.Tables;
+using Azure.Storage.Blobs;
 using Orleans.Optim.Shards;
 
 namespace Orleans.Optim.Hosting;
@@ -29,6 +31,17 @@ public sealed class SiloSettings
     /// </summary>
     public int? PrimarySiloPort { get; set; }
 
+    /// <summary>
+    /// How silos find each other and where grain state is stored. Default <see cref="SiloClustering.Localhost"/>.
+    /// </summary>
+    public SiloClustering Clustering { get; set; } = SiloClustering.Localhost;
+
+    /// <summary>
+    /// Connection string of the Azure Storage account (or Azurite) that contains the membership table and the grain
+    /// state blobs; required with <see cref="SiloClustering.AzureStorage"/> and rejected otherwise. Default none.
+    /// </summary>
+    public string? AzureStorageConnectionString { get; set; }
+
     /// <summary>Settings of the shard grains (step timeout, persistence).</summary>
     public ShardOptions Shards { get; set; } = new();
 
@@ -36,7 +49,10 @@ public sealed class SiloSettings
     public Checkpoints.CheckpointOptions Checkpoints { get; set; } = new();
 
     /// <summary>Checks the settings.</summary>
-    /// <exception cref="ArgumentException">A port is outside 1..65535, or the silo and gateway ports are the same.</exception>
+    /// <exception cref="ArgumentException">
+    /// A port is outside 1..65535, the silo and gateway ports are the same, a shard setting is out of range, or the
+    /// Azure Storage settings do not match <see cref="Clustering"/>.
+    /// </exception>
     public void Validate()
     {
         CheckPort(SiloPort, nameof(SiloPort));
@@ -65,6 +81,66 @@ public sealed class SiloSettings
         {
             throw new ArgumentException($"Invalid {SectionName}:Shards:PersistEverySteps {Shards.PersistEverySteps}: expected 0 (off) or a positive number of steps.");
         }
+
+        ValidateClustering();
+    }
+
+    private void ValidateClustering()
+    {
+        switch (Clustering)
+        {
+            case SiloClustering.Localhost:
+                if (!string.IsNullOrEmpty(AzureStorageConnectionString))
+                {
+                    throw new ArgumentException(
+                        $"Invalid {SectionName}:AzureStorageConnectionString: it is set, but {SectionName}:Clustering is Localhost. " +
+                        $"Set {SectionName}:Clustering=AzureStorage to use it, or remove it.");
+                }
+
+                break;
+
+            case SiloClustering.AzureStorage:
+                if (string.IsNullOrWhiteSpace(AzureStorageConnectionString))
+                {
+                    throw new ArgumentException(
+                        $"Missing {SectionName}:AzureStorageConnectionString: {SectionName}:Clustering=AzureStorage needs the connection string " +
+                        "of the storage account, such as the one `scripts/azurite.sh connection-string` prints for a local Azurite.");
+                }
+
+                if (PrimarySiloPort is { } primary)
+                {
+                    throw new ArgumentException(
+                        $"Invalid {SectionName}:PrimarySiloPort {primary}: AzureStorage clustering has no primary silo, because silos find " +
+                        "each other in the membership table. Remove the setting.");
+                }
+
+                CheckConnectionString(AzureStorageConnectionString);
+                break;
+
+            default:
+                throw new ArgumentException($"Invalid {SectionName}:Clustering {Clustering}: expected Localhost or AzureStorage.");
+        }
+    }
+
+    /// <summary>
+    /// Parses the connection string the way the table and blob clients do, so that a malformed one fails before the
+    /// silo starts. The message leaves out the string itself, because it contains the account key.
+    /// </summary>
+    private static void CheckConnectionString(string connectionString)
+    {
+        try
+        {
+            _ = new TableServiceClient(connectionString);
+            _ = new BlobServiceClient(connectionString);
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException or InvalidOperationException)
+        {
+            throw new ArgumentException(
+                $"Invalid {SectionName}:AzureStorageConnectionString: {e.Message} Expected a storage connection string with " +
+                "DefaultEndpointsProtocol, AccountName, AccountKey, BlobEndpoint and TableEndpoint, such as the one " +
+                "`scripts/azurite.sh connection-string` prints.",
+                e);
+        }
     }
 
     private static void CheckPort(int port, string name)
@@ -74,4 +150,19 @@ public sealed class SiloSettings
             throw new ArgumentException($"Invalid {SectionName}:{name} {port}: expected a TCP port from 1 to 65535.");
         }
     }
+}
+
+/// <summary>How silos find each other and where they keep grain state.</summary>
+public enum SiloClustering
+{
+    /// <summary>
+    /// Orleans' localhost clustering with a primary silo, and in-memory grain storage: state ends with the silos.
+    /// </summary>
+    Localhost,
+
+    /// <summary>
+    /// Azure Table membership and Azure Blob grain storage in one storage account (Azurite on one machine): no silo
+    /// is the primary, and grain state outlives the silos.
+    /// </summary>
+    AzureStorage,
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Orleans.Optim.Cli.Commands;
 
 namespace Orleans.Optim.Tests.Infrastructure;
 
@@ -12,7 +13,18 @@ public sealed record CommandResult(int ExitCode, string Output, string Error);
 public static class CommandRunner
 {
     /// <summary>Runs <c>dotnet client.dll</c> with the arguments and waits for it, killing it after <paramref name="timeout"/>.</summary>
-    public static CommandResult RunClient(IEnumerable<string> arguments, string workingDirectory, TimeSpan? timeout = null)
+    /// <param name="arguments">Command-line arguments of the client.</param>
+    /// <param name="workingDirectory">Working directory of the client.</param>
+    /// <param name="timeout">Time limit; 3 minutes when <see langword="null"/>.</param>
+    /// <param name="environment">
+    /// Environment variables to set. The client's Azure Storage variable is removed unless it is given here, so that
+    /// a developer's own setting does not turn the embedded cluster into a remote one.
+    /// </param>
+    public static CommandResult RunClient(
+        IEnumerable<string> arguments,
+        string workingDirectory,
+        TimeSpan? timeout = null,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         var startInfo = new ProcessStartInfo("dotnet")
         {
@@ -21,6 +33,12 @@ public static class CommandRunner
             UseShellExecute = false,
             WorkingDirectory = workingDirectory,
         };
+        startInfo.Environment.Remove(ClusterOptions.AzureStorageVariable);
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            startInfo.Environment[name] = value;
+        }
+
         startInfo.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "client.dll"));
         foreach (string argument in arguments)
         {
