@@ -1,4 +1,6 @@
 using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.Optim.Checkpoints;
 using Azure.Data.Tables;
 using Azure.Storage.Blobs;
 using Microsoft.Extensions.Options;
@@ -93,5 +95,8 @@ public static class OptimizerSiloConfiguration
                 blob.ContainerName = AzureBlobContainerName;
                 blob.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer);
             }));
+
+        // Sharded checkpoints go to the same account, so that any silo can restore any shard after a silo is lost.
+        silo.Services.AddSingleton<ICheckpointStore>(_ => new AzureBlobCheckpointStore(connectionString, settings.Checkpoints.AzureContainer));
     }
 }
