@@ -27,42 +27,35 @@ namespace Orleans.Optim.Python;
 public static class PythonValues
 {
     /// <summary>
+    /// Maximum length of the text that <see cref="TypeName"/> and <see cref="Format"/> return, not counting the
+    /// <c>...</c> that replaces the rest. A value read from a file can be large or share one container at every level,
+    /// so the text of its whole tree could be too long to build.
+    /// </summary>
+    public const int MaxTextLength = 1000;
+
+    /// <summary>
     /// Returns the Python type of a value in the notation of the reference fixtures:
     /// <c>int</c>, <c>float</c>, <c>bool</c>, <c>NoneType</c>, <c>str</c>, <c>tuple[float,float]</c>,
-    /// <c>list[int]</c>, <c>dict</c> or <c>Tensor[float32,[3, 5]]</c>.
+    /// <c>list[int]</c>, <c>dict</c> or <c>Tensor[float32,[3, 5]]</c>. Text past <see cref="MaxTextLength"/>
+    /// characters is cut and ends in <c>...</c>.
     /// </summary>
-    public static string TypeName(object? value) => value switch
+    public static string TypeName(object? value)
     {
-        null => "NoneType",
-        bool => "bool",
-        long or int => "int",
-        double => "float",
-        string => "str",
-        object?[] tuple => "tuple[" + string.Join(",", tuple.Select(TypeName)) + "]",
-        List<object?> list => list.Count == 0 ? "list" : "list[" + TypeName(list[0]) + "]",
-        PythonOrderedDict => "OrderedDict",
-        PythonCounter => "Counter",
-        OrderedDictionary<object, object?> => "dict",
-        Tensor tensor => $"Tensor[{tensor.DType.TorchName()},{Tensor.FormatShape(tensor.Shape)}]",
-        PythonBoundMethod => "method",
-        _ => value.GetType().Name,
-    };
+        var text = new StringBuilder();
+        AppendTypeName(text, value);
+        return Cut(text);
+    }
 
-    /// <summary>Formats a value roughly as Python's <c>repr</c> does, for messages.</summary>
-    public static string Format(object? value) => value switch
+    /// <summary>
+    /// Formats a value roughly as Python's <c>repr</c> does, for messages. Text past <see cref="MaxTextLength"/>
+    /// characters is cut and ends in <c>...</c>.
+    /// </summary>
+    public static string Format(object? value)
     {
-        null => "None",
-        bool b => b ? "True" : "False",
-        long or int => Convert.ToString(value, CultureInfo.InvariantCulture)!,
-        double d => FormatFloat(d),
-        string s => "'" + s + "'",
-        object?[] tuple => tuple.Length == 1 ? "(" + Format(tuple[0]) + ",)" : "(" + string.Join(", ", tuple.Select(Format)) + ")",
-        List<object?> list => "[" + string.Join(", ", list.Select(Format)) + "]",
-        PythonCounter counter => "Counter({" + string.Join(", ", counter.Select(kv => Format(kv.Key) + ": " + Format(kv.Value))) + "})",
-        OrderedDictionary<object, object?> dict => "{" + string.Join(", ", dict.Select(kv => Format(kv.Key) + ": " + Format(kv.Value))) + "}",
-        Tensor tensor => tensor.ToString(),
-        _ => value.ToString() ?? value.GetType().Name,
-    };
+        var text = new StringBuilder();
+        AppendFormatted(text, value);
+        return Cut(text);
+    }
 
     /// <summary>Formats a double as Python's <c>repr(float)</c>: shortest round trip, <c>1e-08</c>, <c>1.0</c>, <c>inf</c>, <c>nan</c>.</summary>
     public static string FormatFloat(double value)
@@ -140,6 +133,138 @@ public static class PythonValues
                 return ReferenceEquals(a, b);
             default:
                 return false;
+        }
+    }
+
+    private static string Cut(StringBuilder text) =>
+        text.Length > MaxTextLength ? text.ToString(0, MaxTextLength) + "..." : text.ToString();
+
+    /// <summary>Appends the type name, and stops descending once the text is past <see cref="MaxTextLength"/>, so the work stays bounded.</summary>
+    private static void AppendTypeName(StringBuilder text, object? value)
+    {
+        if (text.Length > MaxTextLength)
+        {
+            return;
+        }
+
+        switch (value)
+        {
+            case object?[] tuple:
+                text.Append("tuple[");
+                for (int i = 0; i < tuple.Length && text.Length <= MaxTextLength; i++)
+                {
+                    text.Append(i > 0 ? "," : string.Empty);
+                    AppendTypeName(text, tuple[i]);
+                }
+
+                text.Append(']');
+                break;
+            case List<object?> list:
+                text.Append(list.Count == 0 ? "list" : "list[");
+                if (list.Count > 0)
+                {
+                    AppendTypeName(text, list[0]);
+                    text.Append(']');
+                }
+
+                break;
+            default:
+                text.Append(value switch
+                {
+                    null => "NoneType",
+                    bool => "bool",
+                    long or int => "int",
+                    double => "float",
+                    string => "str",
+                    PythonOrderedDict => "OrderedDict",
+                    PythonCounter => "Counter",
+                    OrderedDictionary<object, object?> => "dict",
+                    Tensor tensor => $"Tensor[{tensor.DType.TorchName()},{Tensor.FormatShape(tensor.Shape)}]",
+                    PythonBoundMethod => "method",
+                    _ => value.GetType().Name,
+                });
+                break;
+        }
+    }
+
+    /// <summary>Appends the repr, and stops descending once the text is past <see cref="MaxTextLength"/>, so the work stays bounded.</summary>
+    private static void AppendFormatted(StringBuilder text, object? value)
+    {
+        if (text.Length > MaxTextLength)
+        {
+            return;
+        }
+
+        switch (value)
+        {
+            case string s:
+                text.Append('\'').Append(s, 0, Math.Min(s.Length, MaxTextLength + 1 - text.Length)).Append('\'');
+                break;
+            case object?[] tuple:
+                text.Append('(');
+                AppendItems(text, tuple);
+                text.Append(tuple.Length == 1 ? ",)" : ")");
+                break;
+            case List<object?> list:
+                text.Append('[');
+                AppendItems(text, list);
+                text.Append(']');
+                break;
+            case PythonCounter counter:
+                text.Append("Counter({");
+                AppendPairs(text, counter);
+                text.Append("})");
+                break;
+            case OrderedDictionary<object, object?> dict:
+                text.Append('{');
+                AppendPairs(text, dict);
+                text.Append('}');
+                break;
+            default:
+                text.Append(value switch
+                {
+                    null => "None",
+                    bool b => b ? "True" : "False",
+                    long or int => Convert.ToString(value, CultureInfo.InvariantCulture)!,
+                    double d => FormatFloat(d),
+                    Tensor tensor => tensor.ToString(),
+                    _ => value.ToString() ?? value.GetType().Name,
+                });
+                break;
+        }
+    }
+
+    private static void AppendItems(StringBuilder text, IEnumerable<object?> items)
+    {
+        bool first = true;
+        foreach (object? item in items)
+        {
+            if (text.Length > MaxTextLength)
+            {
+                return;
+            }
+
+            text.Append(first ? string.Empty : ", ");
+            AppendFormatted(text, item);
+            first = false;
+        }
+    }
+
+    private static void AppendPairs(StringBuilder text, OrderedDictionary<object, object?> dict)
+    {
+        bool first = true;
+        foreach (var (key, value) in dict)
+        {
+            if (text.Length > MaxTextLength)
+            {
+                return;
+            }
+
+            text.Append(first ? string.Empty : ", ");
+            AppendFormatted(text, key);
+            text.Append(": ");
+            AppendFormatted(text, value);
+            first = false;
         }
     }
 }

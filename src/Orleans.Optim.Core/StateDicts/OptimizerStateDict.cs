@@ -166,5 +166,11 @@ public sealed class OptimizerStateDict
         return new OptimizerStateDict(state, groups);
     }
 
-    private static string FormatKeys(IEnumerable<object> keys) => "[" + string.Join(", ", keys.Select(PythonValues.Format)) + "]";
+    /// <summary>Formats the first keys of a dict for a message, so that a dict with many or long keys still gives a short message.</summary>
+    private static string FormatKeys(ICollection<object> keys)
+    {
+        const int MaxKeysShown = 10;
+        string firstKeys = PythonValues.Format(keys.Take(MaxKeysShown).ToList<object?>());
+        return keys.Count > MaxKeysShown ? $"{firstKeys} and {keys.Count - MaxKeysShown} more" : firstKeys;
+    }
 }

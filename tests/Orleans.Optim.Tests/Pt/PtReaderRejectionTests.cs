@@ -85,10 +85,12 @@ public sealed class PtReaderRejectionTests
     }
 
     [Theory]
-    [InlineData((byte)'i', "INST (0x69)")]
+    [InlineData((byte)'o', "OBJ (0x6f)")]
     [InlineData((byte)0x92, "NEWOBJ_EX (0x92)")]
     [InlineData((byte)'B', "BINBYTES (0x42)")]
     [InlineData((byte)0x82, "EXT1 (0x82)")]
+    [InlineData((byte)0x83, "EXT2 (0x83)")]
+    [InlineData((byte)0x84, "EXT4 (0x84)")]
     [InlineData((byte)0xff, "unknown opcode 0xff")]
     public void UnsupportedOpcodeRejected(byte opcode, string description)
     {
@@ -488,57 +490,6 @@ public sealed class PtReaderRejectionTests
     }
 
     [Fact]
-    public void MutatedPicklesRaiseOnlyFormatErrors()
-    {
-        var source = new ZipStoreReaderFixture(File.ReadAllBytes(PtFixtures.PathOf("views_state.pt")));
-        var random = new Random(1234);
-        var clock = Stopwatch.StartNew();
-
-        for (int i = 0; i < 1500 && clock.Elapsed < TimeSpan.FromSeconds(60); i++)
-        {
-            byte[] pickle = (byte[])source.Pickle.Clone();
-            int mutations = random.Next(1, 4);
-            for (int m = 0; m < mutations; m++)
-            {
-                pickle[random.Next(pickle.Length)] = (byte)random.Next(256);
-            }
-
-            byte[] file = Zip([("views_state/data.pkl", pickle), .. source.OtherEntries]);
-            try
-            {
-                PtReader.Read(new MemoryStream(file));
-            }
-            catch (PtFormatException)
-            {
-            }
-        }
-    }
-
-    [Fact]
-    public void MutatedFilesRaiseOnlyFormatErrors()
-    {
-        byte[] original = File.ReadAllBytes(PtFixtures.PathOf("model_state.pt"));
-        var random = new Random(5678);
-        var clock = Stopwatch.StartNew();
-
-        for (int i = 0; i < 3000 && clock.Elapsed < TimeSpan.FromSeconds(60); i++)
-        {
-            byte[] file = (byte[])original.Clone();
-
-            // Half of the mutations hit the zip directory and end records, where sizes and offsets live.
-            int start = i % 2 == 0 ? 0 : file.Length - 600;
-            file[random.Next(start, file.Length)] = (byte)random.Next(256);
-            try
-            {
-                PtReader.Read(new MemoryStream(file));
-            }
-            catch (PtFormatException)
-            {
-            }
-        }
-    }
-
-    [Fact]
     public void NonSeekableStreamRejected()
     {
         var error = Assert.Throws<ArgumentException>(() => PtReader.Read(new NonSeekableStream(PtFile(PickleBuilder.Start().Op(PickleOpcodes.EmptyDict).Stop()))));
@@ -553,22 +504,6 @@ public sealed class PtReaderRejectionTests
     {
         var zip = ZipStoreReader.Open(new MemoryStream(file));
         return (int)zip.GetDataOffset(zip.Entries.Single(entry => entry.Name == entryName));
-    }
-
-    /// <summary>The pickle and the other entries of a fixture, to rebuild it with a changed pickle.</summary>
-    private sealed class ZipStoreReaderFixture
-    {
-        public ZipStoreReaderFixture(byte[] file)
-        {
-            var zip = ZipStoreReader.Open(new MemoryStream(file));
-            var entries = zip.Entries.Select(entry => (entry.Name, zip.ReadAll(entry))).ToList();
-            Pickle = entries.Single(entry => entry.Name.EndsWith("/data.pkl", StringComparison.Ordinal)).Item2;
-            OtherEntries = entries.Where(entry => !entry.Name.EndsWith("/data.pkl", StringComparison.Ordinal)).ToArray();
-        }
-
-        public byte[] Pickle { get; }
-
-        public (string Name, byte[] Data)[] OtherEntries { get; }
     }
 
     private sealed class NonSeekableStream(byte[] data) : MemoryStream(data)

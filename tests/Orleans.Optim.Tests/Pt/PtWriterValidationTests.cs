@@ -129,8 +129,13 @@ public sealed class PtWriterValidationTests : IDisposable
         using var stream = new MemoryStream();
         PtWriter.Write(stream, new OrderedDictionary<object, object?> { ["shared"] = value });
         stream.Position = 0;
-        var reread = PtReader.Read(stream);
 
+        // The reader rejects such a tree by default, because only a crafted state dict shares that much.
+        var error = Assert.Throws<PtFormatException>(() => PtReader.Read(stream));
+        stream.Position = 0;
+        var reread = PtReader.Read(stream, new PtReaderOptions { MaxExpandedValues = long.MaxValue });
+
+        Assert.Contains("the MaxExpandedValues limit", error.Message);
         var top = Assert.IsType<List<object?>>(reread["shared"]);
         Assert.Same(top[0], top[1]);
         Assert.True(stream.Length < 100_000, $"The file has {stream.Length} bytes.");

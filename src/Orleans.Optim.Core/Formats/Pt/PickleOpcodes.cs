@@ -26,6 +26,7 @@ internal static class PickleOpcodes
     public const byte Append = (byte)'a';
     public const byte Build = (byte)'b';
     public const byte Global = (byte)'c';
+    public const byte Inst = (byte)'i';
     public const byte Dict = (byte)'d';
     public const byte EmptyDict = (byte)'}';
     public const byte Appends = (byte)'e';
@@ -65,7 +66,7 @@ internal static class PickleOpcodes
         [Reduce] = "REDUCE", [String] = "STRING", [BinString] = "BINSTRING", [ShortBinString] = "SHORT_BINSTRING",
         [Unicode] = "UNICODE", [BinUnicode] = "BINUNICODE", [Append] = "APPEND", [Build] = "BUILD",
         [Global] = "GLOBAL", [Dict] = "DICT", [EmptyDict] = "EMPTY_DICT", [Appends] = "APPENDS", [Get] = "GET",
-        [BinGet] = "BINGET", [(byte)'i'] = "INST", [LongBinGet] = "LONG_BINGET", [List] = "LIST",
+        [BinGet] = "BINGET", [Inst] = "INST", [LongBinGet] = "LONG_BINGET", [List] = "LIST",
         [EmptyList] = "EMPTY_LIST", [(byte)'o'] = "OBJ", [Put] = "PUT", [BinPut] = "BINPUT",
         [LongBinPut] = "LONG_BINPUT", [SetItem] = "SETITEM", [Tuple] = "TUPLE", [EmptyTuple] = "EMPTY_TUPLE",
         [SetItems] = "SETITEMS", [BinFloat] = "BINFLOAT", [Proto] = "PROTO", [NewObj] = "NEWOBJ", [0x82] = "EXT1",

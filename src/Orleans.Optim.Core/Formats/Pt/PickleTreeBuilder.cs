@@ -11,6 +11,8 @@ namespace Orleans.Optim.Formats.Pt;
 /// <remarks>
 /// Validation happens here, before any byte is written. A source object that occurs several times maps to one
 /// converted object, so the pickle memo keeps the sharing and a shared subtree costs its size once.
+/// NOTE: a tree that shares containers so much that it expands to more than PtReaderOptions.MaxExpandedValues
+/// values is written, but PtReader rejects it unless that limit is raised.
 /// </remarks>
 internal sealed class PickleTreeBuilder
 {

@@ -5,18 +5,21 @@ namespace Orleans.Optim.Formats.Pt;
 
 /// <summary>
 /// Checks the value that a pickle produced: only Python value types of <see cref="PythonValues"/>, no container
-/// that contains itself, and no path from the root through more containers than the nesting limit.
+/// that contains itself, no path from the root through more containers than the nesting limit, and no more values
+/// than the expanded-size limit when each shared container counts once per reference.
 /// </summary>
 /// <remarks>
 /// A pickle can fill a container after putting it into another and can share containers through the memo,
 /// so the depth can only be known once the whole value exists. The walk visits each container once and keeps
-/// its own stack, so a deep value cannot overflow the call stack.
+/// its own stack, so a deep value cannot overflow the call stack. Sharing lets a few bytes of pickle make a tree
+/// whose expanded size doubles at each level, which would make any code that walks the tree recursively, such as
+/// formatting or comparing it, run for an exponential time.
 /// </remarks>
 internal static class PickleTreeValidator
 {
     /// <summary>Validates the tree under <paramref name="root"/>.</summary>
-    /// <exception cref="PtFormatException">The tree contains a non-value object or a cycle, or is nested too deeply.</exception>
-    public static void Validate(object? root, int maxDepth, string entryName)
+    /// <exception cref="PtFormatException">The tree contains a non-value object or a cycle, is nested too deeply, or expands to too many values.</exception>
+    public static void Validate(object? root, int maxDepth, long maxExpandedValues, string entryName)
     {
         if (!IsContainer(root))
         {
@@ -24,7 +27,7 @@ internal static class PickleTreeValidator
             return;
         }
 
-        var depths = new Dictionary<object, int>(ReferenceEqualityComparer.Instance);
+        var done = new Dictionary<object, (int Depth, long ExpandedValues)>(ReferenceEqualityComparer.Instance);
         var active = new HashSet<object>(ReferenceEqualityComparer.Instance);
         var frames = new Stack<Frame>();
         Enter(root!);
@@ -38,11 +41,13 @@ internal static class PickleTreeValidator
                 if (!IsContainer(child))
                 {
                     CheckLeaf(child, entryName);
+                    frame.ExpandedValues++;
                 }
-                else if (depths.TryGetValue(child!, out int childDepth))
+                else if (done.TryGetValue(child!, out var shared))
                 {
-                    CheckDepth(frames.Count + childDepth);
-                    frame.ChildDepth = Math.Max(frame.ChildDepth, childDepth);
+                    CheckDepth(frames.Count + shared.Depth);
+                    frame.ChildDepth = Math.Max(frame.ChildDepth, shared.Depth);
+                    frame.ExpandedValues = CheckExpandedValues(frame.ExpandedValues + shared.ExpandedValues);
                 }
                 else if (active.Contains(child!))
                 {
@@ -61,10 +66,13 @@ internal static class PickleTreeValidator
             frames.Pop();
             active.Remove(frame.Node);
             int depth = frame.ChildDepth + 1;
-            depths[frame.Node] = depth;
+            long expandedValues = CheckExpandedValues(frame.ExpandedValues + 1);
+            done[frame.Node] = (depth, expandedValues);
             if (frames.Count > 0)
             {
-                frames.Peek().ChildDepth = Math.Max(frames.Peek().ChildDepth, depth);
+                var parent = frames.Peek();
+                parent.ChildDepth = Math.Max(parent.ChildDepth, depth);
+                parent.ExpandedValues = CheckExpandedValues(parent.ExpandedValues + expandedValues);
             }
         }
 
@@ -73,6 +81,21 @@ internal static class PickleTreeValidator
             CheckDepth(frames.Count + 1);
             active.Add(container);
             frames.Push(new Frame(container, Children(container).GetEnumerator()));
+        }
+
+        // Each operand is at most maxExpandedValues, so the sums checked here cannot overflow.
+        long CheckExpandedValues(long expandedValues)
+        {
+            if (expandedValues > maxExpandedValues)
+            {
+                throw new PtFormatException(
+                    $"{entryName} builds a value of more than {maxExpandedValues} items when each shared container is counted once per reference, " +
+                    "the MaxExpandedValues limit. A state dict shares few containers, so the file was probably crafted. " +
+                    "Raise PtReaderOptions.MaxExpandedValues if you trust the file.",
+                    entryName);
+            }
+
+            return expandedValues;
         }
 
         void CheckDepth(int depth)
@@ -153,5 +176,8 @@ internal static class PickleTreeValidator
 
         /// <summary>Largest depth of the containers among the children seen so far, or 0 when there are none.</summary>
         public int ChildDepth { get; set; }
+
+        /// <summary>Number of values under the children seen so far, with each shared container counted once per reference.</summary>
+        public long ExpandedValues { get; set; }
     }
 }

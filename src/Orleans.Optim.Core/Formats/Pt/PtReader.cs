@@ -18,7 +18,8 @@ namespace Orleans.Optim.Formats.Pt;
 /// rejected before anything is built. Tensors come back as contiguous CPU <see cref="Tensor"/> values:
 /// views are copied out of their storage, a <c>Parameter</c> becomes a plain tensor, <c>requires_grad</c> and
 /// the device are dropped, and two tensors that shared a storage become independent copies. The same tensor
-/// object referenced twice stays one <see cref="Tensor"/> instance. The <c>_metadata</c> attribute of a model
+/// object referenced twice stays one <see cref="Tensor"/> instance, and so does a tensor that a crafted pickle
+/// rebuilds twice from the same memoized arguments. The <c>_metadata</c> attribute of a model
 /// state dict is kept in <see cref="PythonOrderedDict.Metadata"/>.
 /// </para>
 /// <para>
@@ -73,7 +74,7 @@ public static class PtReader
                 pickleEntry.Name);
         }
 
-        PickleTreeValidator.Validate(root, options.MaxNestingDepth, pickleEntry.Name);
+        PickleTreeValidator.Validate(root, options.MaxNestingDepth, options.MaxExpandedValues, pickleEntry.Name);
         tensors.FillTensors();
         return dict;
     }

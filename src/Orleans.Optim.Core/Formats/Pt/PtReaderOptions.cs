@@ -6,8 +6,10 @@ namespace Orleans.Optim.Formats.Pt;
 /// <remarks>
 /// The defaults fit optimizer and model state dicts of several GiB. Raise them only for files you trust.
 /// Independently of these limits, the reader never allocates more for a tensor than its storage record in the
-/// zip actually contains. Peak memory is about <see cref="MaxTotalBytes"/> plus up to about 105 bytes per byte of
-/// <c>data.pkl</c>, the rate measured on .NET 10 for a pickle made only of EMPTY_DICT opcodes.
+/// zip actually contains. Tensors take at most <see cref="MaxTotalBytes"/> in all and at most
+/// <see cref="MaxStorageCopies"/> times the size of the storage records they view, which lie in the file. The
+/// values that the pickle builds take up to about 105 bytes per byte of <c>data.pkl</c>, the rate measured on
+/// .NET 10 for a pickle made only of EMPTY_DICT opcodes.
 /// </remarks>
 public sealed class PtReaderOptions
 {
@@ -16,6 +18,8 @@ public sealed class PtReaderOptions
     private int _maxPickleBytes = 16 << 20;
     private int _maxNestingDepth = 100;
     private int _maxContainerItems = 1 << 20;
+    private long _maxExpandedValues = 1 << 24;
+    private int _maxStorageCopies = 16;
 
     /// <summary>Options with the default limits.</summary>
     public static PtReaderOptions Default { get; } = new();
@@ -91,6 +95,41 @@ public sealed class PtReaderOptions
         {
             ArgumentOutOfRangeException.ThrowIfNegativeOrZero(value);
             _maxContainerItems = value;
+        }
+    }
+
+    /// <summary>
+    /// Maximum number of values (containers, keys and items) in the returned tree when a container that several
+    /// parents share counts once for each parent. Default: 16,777,216. A pickle can share one tuple at every level
+    /// of a deep value, which doubles its expanded size per level, and code that walks the value, such as
+    /// formatting it for a message, would then run for an exponential time. A state dict shares few containers, so
+    /// its expanded size is about its number of values.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value is not positive.</exception>
+    public long MaxExpandedValues
+    {
+        get => _maxExpandedValues;
+        init
+        {
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(value);
+            _maxExpandedValues = value;
+        }
+    }
+
+    /// <summary>
+    /// Maximum total size of the tensors that view one storage, as a multiple of the storage's size. Default: 16.
+    /// The reader copies each view into its own tensor, so without this limit a few bytes of pickle that rebuild
+    /// a view again and again would make a small file allocate up to <see cref="MaxTotalBytes"/>. A tensor saved
+    /// with a few views of it stays far below the default.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value is not positive.</exception>
+    public int MaxStorageCopies
+    {
+        get => _maxStorageCopies;
+        init
+        {
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(value);
+            _maxStorageCopies = value;
         }
     }
 }

@@ -26,6 +26,10 @@ internal sealed class RestrictedUnpickler
     private readonly PtReaderOptions _options;
     private readonly TensorLoader _tensors;
     private readonly Dictionary<long, object?> _memo = [];
+
+    // Tensors by the argument tuple of their _rebuild_tensor_v2 call. torch pickles each tensor once, so only a
+    // crafted pickle calls it twice with one memoized tuple, which then returns the same tensor instead of a copy.
+    private readonly Dictionary<object?[], Tensor> _rebuiltTensors = new(ReferenceEqualityComparer.Instance);
     private readonly Stack<List<object?>> _metastack = new();
     private List<object?> _stack = [];
     private int _position;
@@ -249,6 +253,14 @@ internal sealed class RestrictedUnpickler
                 string name = DecodeUtf8(ReadLine());
                 Push(TorchGlobal.Resolve(module, name, _entryName, _opcodeStart));
                 break;
+            case PickleOpcodes.Inst:
+                // INST names its class inline. Check the name first, so that a forbidden class is reported by name.
+                string instModule = DecodeUtf8(ReadLine());
+                string instName = DecodeUtf8(ReadLine());
+                var instClass = TorchGlobal.Resolve(instModule, instName, _entryName, _opcodeStart);
+                throw Fail(
+                    $"Unsupported pickle opcode {PickleOpcodes.Describe(opcode)} in {Where} creates {instClass}, but torch.save never writes INST. " +
+                    "The file was not written by torch.save from a state dict. Re-save it with torch.save.");
             case PickleOpcodes.StackGlobal:
                 if (Pop() is not string globalName || Pop() is not string globalModule)
                 {
@@ -301,7 +313,7 @@ internal sealed class RestrictedUnpickler
             TorchGlobalKind.OrderedDict => throw Fail(
                 $"{Where} calls collections.OrderedDict with {arguments.Length} arguments, but torch pickles it with none and adds the items afterwards. " +
                 "Re-save the object with torch.save."),
-            TorchGlobalKind.RebuildTensorV2 => RebuildTensor(arguments),
+            TorchGlobalKind.RebuildTensorV2 => RebuildTensorOnce(arguments),
             TorchGlobalKind.RebuildParameter => RebuildParameter(arguments),
             TorchGlobalKind.Counter => CreateCounter(arguments),
             TorchGlobalKind.Getattr => GetAnnealFunction(arguments),
@@ -379,6 +391,17 @@ internal sealed class RestrictedUnpickler
         }
 
         Push(new PickledObject(allowedType));
+    }
+
+    private Tensor RebuildTensorOnce(object?[] arguments)
+    {
+        if (!_rebuiltTensors.TryGetValue(arguments, out var tensor))
+        {
+            tensor = RebuildTensor(arguments);
+            _rebuiltTensors.Add(arguments, tensor);
+        }
+
+        return tensor;
     }
 
     private Tensor RebuildTensor(object?[] arguments)
@@ -666,7 +689,15 @@ internal sealed class RestrictedUnpickler
             return value;
         }
 
-        if (System.Numerics.BigInteger.TryParse(text, Style, CultureInfo.InvariantCulture, out _))
+        // A sign and digits that long.TryParse rejects are a valid Python int outside 64 bits. Checking the digits
+        // costs linear time, where BigInteger.TryParse takes quadratic time on a line of millions of digits.
+        var digits = text.AsSpan();
+        if (digits.Length > 0 && digits[0] is '+' or '-')
+        {
+            digits = digits[1..];
+        }
+
+        if (digits.Length > 0 && !digits.ContainsAnyExceptInRange('0', '9'))
         {
             throw OutsideInt64();
         }

@@ -14,6 +14,9 @@ namespace Orleans.Optim.Formats.Pt;
 /// </remarks>
 internal sealed class TensorLoader
 {
+    /// <summary>Longest storage key accepted. torch.save names storages with decimal numbers such as <c>0</c>.</summary>
+    private const int MaxStorageKeyLength = 100;
+
     private readonly PtArchive _archive;
     private readonly PtReaderOptions _options;
     private readonly string _pickleEntryName;
@@ -47,6 +50,15 @@ internal sealed class TensorLoader
             throw Fail(
                 $"The persistent id {RestrictedUnpickler.Describe(persistentId)} is not a torch storage reference " +
                 "('storage', torch.<X>Storage, key, location, numel). The file is corrupt or was not written by torch.save.",
+                position);
+        }
+
+        // The key is hashed on every lookup, and a memoized key costs the pickle only a few bytes per lookup.
+        if (key.Length > MaxStorageKeyLength)
+        {
+            throw Fail(
+                $"Storage key '{TorchGlobal.Printable(key)}' has {key.Length} characters, but torch.save names storages with short decimal numbers such as '0'. " +
+                "The file is corrupt or was not written by torch.save.",
                 position);
         }
 
@@ -168,7 +180,18 @@ internal sealed class TensorLoader
                 position);
         }
 
+        long copyBudget = storage.ByteCount > long.MaxValue / _options.MaxStorageCopies ? long.MaxValue : storage.ByteCount * _options.MaxStorageCopies;
+        if (byteCount > copyBudget - storage.CopiedBytes)
+        {
+            throw Fail(
+                $"The tensors up to the one {View()} copy more than {_options.MaxStorageCopies} times the {storage.ByteCount} bytes of the storage, " +
+                "the MaxStorageCopies limit. torch.save writes a tensor once however often the state dict references it, so the file may be crafted. " +
+                "Raise PtReaderOptions.MaxStorageCopies if you trust the file.",
+                position);
+        }
+
         _totalBytes += byteCount;
+        storage.CopiedBytes += byteCount;
         var tensor = new Tensor(storage.DType, shape, new byte[byteCount]);
         _pending.Add(new PendingTensor(tensor, storage, storageOffset, stride));
         return tensor;
@@ -190,7 +213,7 @@ internal sealed class TensorLoader
     private void FillFromStorage(StorageReference storage, List<PendingTensor> tensors)
     {
         int elementSize = storage.DType.ElementSize();
-        var contiguous = tensors.Where(t => t.IsContiguous).ToList();
+        var contiguous = tensors.Where(t => t.IsContiguous && t.Tensor.Data.Length > 0).OrderBy(t => t.StorageOffset).ToList();
         var strided = tensors.Where(t => !t.IsContiguous).ToList();
 
         // Strided views need random access, so the part of the storage that they span is kept in a buffer.
@@ -213,13 +236,31 @@ internal sealed class TensorLoader
             window = new byte[windowEnd - windowStart];
         }
 
+        // Each chunk visits only the contiguous tensors that overlap it, so a storage of many chunks viewed by many
+        // small tensors costs time in proportion to the chunks plus the tensors, not to their product.
+        int nextToStart = 0;
+        var overlapping = new List<PendingTensor>();
         _archive.Zip.ReadEntry(storage.Entry, (chunk, chunkOffset) =>
         {
-            foreach (var pending in contiguous)
+            long chunkEnd = chunkOffset + chunk.Length;
+            while (nextToStart < contiguous.Count && contiguous[nextToStart].StorageOffset * elementSize < chunkEnd)
             {
-                CopyOverlap(chunk, chunkOffset, pending.Tensor.Data, pending.StorageOffset * elementSize);
+                overlapping.Add(contiguous[nextToStart++]);
             }
 
+            int remaining = 0;
+            for (int i = 0; i < overlapping.Count; i++)
+            {
+                var pending = overlapping[i];
+                long start = pending.StorageOffset * elementSize;
+                CopyOverlap(chunk, chunkOffset, pending.Tensor.Data, start);
+                if (start + pending.Tensor.Data.Length > chunkEnd)
+                {
+                    overlapping[remaining++] = pending;
+                }
+            }
+
+            overlapping.RemoveRange(remaining, overlapping.Count - remaining);
             if (window is not null)
             {
                 CopyOverlap(chunk, chunkOffset, window, windowStart);

@@ -94,6 +94,9 @@ internal sealed class TorchGlobal
         ("torch.optim.lbfgs", "LBFGS"),
     ];
 
+    /// <summary>Longest module or name that <see cref="Resolve"/> looks up, far above the longest allowed one.</summary>
+    private const int MaxNameLength = 100;
+
     /// <summary>Storage class names of torch 1.13 that have no <see cref="Tensors.DType"/> here.</summary>
     private static readonly HashSet<string> UnsupportedStorageClasses =
     [
@@ -105,6 +108,12 @@ internal sealed class TorchGlobal
     /// <exception cref="PtFormatException">The global is not on the allow-list.</exception>
     public static TorchGlobal Resolve(string module, string name, string entryName, long position)
     {
+        // Every allowed module and name is short, so a long one is rejected before it is hashed for a lookup.
+        if (module.Length > MaxNameLength || name.Length > MaxNameLength)
+        {
+            throw Rejected(module, name, entryName, position);
+        }
+
         switch (module, name)
         {
             case ("collections", "OrderedDict"):
@@ -146,14 +155,17 @@ internal sealed class TorchGlobal
                 position);
         }
 
-        throw new PtFormatException(
+        throw Rejected(module, name, entryName, position);
+    }
+
+    private static PtFormatException Rejected(string module, string name, string entryName, long position) =>
+        new(
             $"Rejected global '{Printable(module)}.{Printable(name)}' in {entryName} at byte {position}: a .pt file may only reference collections.OrderedDict, " +
             "collections.Counter, torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter, torch storage classes, " +
             "and the classes that the anneal_func of a OneCycleLR state dict pickles. " +
             "The file may be malicious. Do not load it with torch.load either.",
             entryName,
             position);
-    }
 
     /// <summary>Returns text from a file that is safe to put in a message: at most 100 characters, control characters escaped.</summary>
     internal static string Printable(string text)
@@ -210,6 +222,9 @@ internal sealed class StorageReference
 
     /// <summary>The zip entry that contains the storage bytes.</summary>
     public ZipEntryInfo Entry { get; }
+
+    /// <summary>Total size in bytes of the tensors created so far from views of this storage.</summary>
+    public long CopiedBytes { get; set; }
 
     /// <inheritdoc/>
     public override string ToString() => $"storage '{Key}'";

@@ -41,6 +41,10 @@ internal sealed class ZipStoreReader
     private readonly long _length;
     private readonly long _directoryOffset;
 
+    // Offset of the next local header after each entry's own, or of the central directory after the last one.
+    // An entry's header and data must end there, so that no two entries share bytes.
+    private readonly Dictionary<ZipEntryInfo, long> _regionEnds;
+
     private ZipStoreReader(Stream stream, long origin, long length, long directoryOffset, IReadOnlyList<ZipEntryInfo> entries)
     {
         _stream = stream;
@@ -48,6 +52,7 @@ internal sealed class ZipStoreReader
         _length = length;
         _directoryOffset = directoryOffset;
         Entries = entries;
+        _regionEnds = FindRegionEnds(entries, directoryOffset);
     }
 
     /// <summary>Entries in central directory order.</summary>
@@ -223,9 +228,10 @@ internal sealed class ZipStoreReader
                 entry.Name);
         }
 
-        if (entry.LocalHeaderOffset > _directoryOffset - LocalHeaderSize)
+        long regionEnd = _regionEnds[entry];
+        if (entry.LocalHeaderOffset > regionEnd - LocalHeaderSize)
         {
-            throw Truncated(entry, entry.LocalHeaderOffset);
+            throw regionEnd == _directoryOffset ? Truncated(entry, entry.LocalHeaderOffset) : Overlapping(entry, regionEnd);
         }
 
         var header = new byte[LocalHeaderSize];
@@ -241,9 +247,9 @@ internal sealed class ZipStoreReader
         int nameLength = BinaryPrimitives.ReadUInt16LittleEndian(header.AsSpan(26));
         int extraLength = BinaryPrimitives.ReadUInt16LittleEndian(header.AsSpan(28));
         long dataOffset = entry.LocalHeaderOffset + LocalHeaderSize + nameLength + extraLength;
-        if (dataOffset > _directoryOffset || entry.Size > _directoryOffset - dataOffset)
+        if (dataOffset > regionEnd || entry.Size > regionEnd - dataOffset)
         {
-            throw Truncated(entry, entry.LocalHeaderOffset);
+            throw regionEnd == _directoryOffset ? Truncated(entry, entry.LocalHeaderOffset) : Overlapping(entry, regionEnd);
         }
 
         var localName = new byte[nameLength];
@@ -257,6 +263,30 @@ internal sealed class ZipStoreReader
         }
 
         return dataOffset;
+    }
+
+    /// <summary>Returns the offset where the local header and data of each entry must end, and rejects entries that share a local header.</summary>
+    /// <exception cref="PtFormatException">Two entries name the same local header.</exception>
+    private static Dictionary<ZipEntryInfo, long> FindRegionEnds(IReadOnlyList<ZipEntryInfo> entries, long directoryOffset)
+    {
+        var byOffset = entries.OrderBy(entry => entry.LocalHeaderOffset).ToList();
+        var ends = new Dictionary<ZipEntryInfo, long>(ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < byOffset.Count; i++)
+        {
+            var entry = byOffset[i];
+            if (i + 1 < byOffset.Count && byOffset[i + 1].LocalHeaderOffset == entry.LocalHeaderOffset)
+            {
+                throw new PtFormatException(
+                    $"Entries '{entry.Name}' and '{byOffset[i + 1].Name}' share the local header at offset {entry.LocalHeaderOffset}. " +
+                    "Entries of a .pt file never share bytes, so the file is corrupt or crafted to look larger than it is. Re-create it.",
+                    byOffset[i + 1].Name,
+                    entry.LocalHeaderOffset);
+            }
+
+            ends[entry] = i + 1 < byOffset.Count ? byOffset[i + 1].LocalHeaderOffset : directoryOffset;
+        }
+
+        return ends;
     }
 
     private static List<ZipEntryInfo> ParseCentralDirectory(byte[] directory, long directoryOffset, int entryCount)
@@ -438,6 +468,13 @@ internal sealed class ZipStoreReader
             "Pass a file written by torch.save.",
             position: 0);
     }
+
+    private static PtFormatException Overlapping(ZipEntryInfo entry, long nextHeaderOffset) =>
+        new(
+            $"The data of entry '{entry.Name}' ({entry.Size} bytes) runs into the next entry, whose local header is at offset {nextHeaderOffset}. " +
+            "Entries of a .pt file never share bytes, so the file is corrupt or crafted to look larger than it is. Re-create it.",
+            entry.Name,
+            entry.LocalHeaderOffset);
 
     private static PtFormatException Truncated(ZipEntryInfo entry, long position) =>
         new(
