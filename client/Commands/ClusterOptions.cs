@@ -51,6 +51,13 @@ public sealed class ClusterOptions
         DefaultValueFactory = _ => ClientConnection.DefaultServiceId,
     };
 
+    /// <summary>Time the client waits for a response from the cluster.</summary>
+    public Option<int> ResponseTimeout { get; } = new("--response-timeout")
+    {
+        Description = "Seconds the client waits for a response from the cluster, such as a step that waits for slow workers or a call to a silo that died.",
+        DefaultValueFactory = _ => 120,
+    };
+
     /// <summary>Number of silos of the embedded cluster.</summary>
     public Option<int> Silos { get; } = new("--silos")
     {
@@ -66,6 +73,7 @@ public sealed class ClusterOptions
         command.Options.Add(ClusterId);
         command.Options.Add(ServiceId);
         command.Options.Add(Silos);
+        command.Options.Add(ResponseTimeout);
     }
 
     /// <summary>Connects to the chosen cluster, or starts the embedded one.</summary>
@@ -87,9 +95,16 @@ public sealed class ClusterOptions
 
         string clusterId = parseResult.GetValue(ClusterId)!;
         string serviceId = parseResult.GetValue(ServiceId)!;
+        int responseSeconds = parseResult.GetValue(ResponseTimeout);
+        if (responseSeconds is < 1 or > 86_400)
+        {
+            throw new ArgumentException($"Invalid --response-timeout {responseSeconds}: expected 1 to 86400 seconds. Pass a whole number of seconds, such as --response-timeout 120.");
+        }
+
+        var responseTimeout = TimeSpan.FromSeconds(responseSeconds);
         if (gateways.Length > 0)
         {
-            return await ConnectThroughGatewaysAsync(gateways.Select(ParseGatewayPort).ToList(), clusterId, serviceId, output);
+            return await ConnectThroughGatewaysAsync(gateways.Select(ParseGatewayPort).ToList(), clusterId, serviceId, responseTimeout, output);
         }
 
         string source = "--azure-storage";
@@ -101,7 +116,7 @@ public sealed class ClusterOptions
 
         if (azureStorage is not null)
         {
-            return await ConnectThroughAzureStorageAsync(azureStorage, source, clusterId, serviceId, output);
+            return await ConnectThroughAzureStorageAsync(azureStorage, source, clusterId, serviceId, responseTimeout, output);
         }
 
         int silos = parseResult.GetValue(Silos);
@@ -115,11 +130,11 @@ public sealed class ClusterOptions
         return new ClusterConnection(embedded.Client, embedded.DisposeAsync);
     }
 
-    private static async Task<ClusterConnection> ConnectThroughGatewaysAsync(List<int> ports, string clusterId, string serviceId, TextWriter output)
+    private static async Task<ClusterConnection> ConnectThroughGatewaysAsync(List<int> ports, string clusterId, string serviceId, TimeSpan responseTimeout, TextWriter output)
     {
         string route = $"127.0.0.1 port(s) {string.Join(", ", ports)}";
         var connection = await StartClientAsync(
-            client => client.ConfigureOptimizerClient(ports, clusterId, serviceId),
+            client => client.ConfigureOptimizerClient(ports, clusterId, serviceId, responseTimeout),
             clusterId,
             route,
             TimeSpan.FromSeconds(5),
@@ -129,7 +144,7 @@ public sealed class ClusterOptions
     }
 
     private static async Task<ClusterConnection> ConnectThroughAzureStorageAsync(
-        string connectionString, string source, string clusterId, string serviceId, TextWriter output)
+        string connectionString, string source, string clusterId, string serviceId, TimeSpan responseTimeout, TextWriter output)
     {
         Uri tableEndpoint;
         try
@@ -149,7 +164,7 @@ public sealed class ClusterOptions
         // One connection attempt reads the membership table with the table client's retries (about 2 s when the
         // storage refuses connections), so the last attempt may start just before the connect timeout ends.
         var connection = await StartClientAsync(
-            client => client.ConfigureOptimizerClientWithAzureStorage(connectionString, clusterId, serviceId),
+            client => client.ConfigureOptimizerClientWithAzureStorage(connectionString, clusterId, serviceId, responseTimeout),
             clusterId,
             route,
             TimeSpan.FromSeconds(20),

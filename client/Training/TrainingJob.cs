@@ -17,6 +17,9 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
     /// <summary>Most rollbacks one run makes before it gives up.</summary>
     public const int MaxRecoveries = 5;
 
+    /// <summary>Maximum number of attempts of one recovery while the cluster detects a dead silo.</summary>
+    private const int RecoveryAttempts = 10;
+
     /// <summary>Runs the job.</summary>
     /// <param name="settings">The run's settings; on resume, the checkpoint's settings with the new epoch count.</param>
     /// <param name="optimizerName">Name of the cluster optimizer to create.</param>
@@ -173,12 +176,7 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
                 output.WriteLine($"step {steps + 1} failed: {e.Message.Split('\n')[0].Trim()}");
                 output.WriteLine("recovering: waiting for the cluster to bring the lost shards back, then rolling back to the newest sharded checkpoint");
                 var recoveryClock = Stopwatch.StartNew();
-                long resumeStep = await workers[0].RecoverAsync();
-                for (int rank = 1; rank < workers.Length; rank++)
-                {
-                    await workers[rank].RecoverAsync();
-                }
-
+                long resumeStep = await RecoverWithRetriesAsync(workers, cancellationToken);
                 parameters = await workers[0].GetParametersAsync();
                 output.WriteLine($"rolled back to step {resumeStep} after {recoveryClock.Elapsed.TotalSeconds:0.0} s; {steps - resumeStep} steps to redo");
                 steps = resumeStep;
@@ -240,6 +238,32 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
             heldOut.Accuracy * 100,
             stepsPerSecond,
             lrText));
+    }
+
+    /// <summary>
+    /// Rolls the coordinator back, retrying while it was on the lost silo and the cluster has not yet declared that
+    /// silo dead. Then brings every worker to the same step.
+    /// </summary>
+    private async Task<long> RecoverWithRetriesAsync(ClusterOptimizer[] workers, CancellationToken cancellationToken)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                long step = await workers[0].RecoverAsync();
+                for (int rank = 1; rank < workers.Length; rank++)
+                {
+                    await workers[rank].RecoverAsync();
+                }
+
+                return step;
+            }
+            catch (Exception e) when (IsClusterFailure(e) && attempt < RecoveryAttempts)
+            {
+                output.WriteLine($"recovery attempt {attempt} failed: {e.Message.Split('\n')[0].Trim()}; trying again");
+                await Task.Delay(TimeSpan.FromSeconds(2), cancellationToken);
+            }
+        }
     }
 
     private static bool IsClusterFailure(Exception e) => e is TimeoutException or OrleansException or Orleans.Optim.Wire.OptimizerFaultException;

@@ -169,7 +169,7 @@ public sealed class CheckpointTests(ClusterFixture fixture)
     {
         public static readonly PythonStateComparer Instance = new();
 
-        public bool Equals(OrderedDictionary<object, object?>? x, OrderedDictionary<object, object?>? y) => Python.PythonValues.StrictEquals(x, y);
+        public bool Equals(OrderedDictionary<object, object?>? x, OrderedDictionary<object, object?>? y) => Orleans.Optim.Python.PythonValues.StrictEquals(x, y);
 
         public int GetHashCode(OrderedDictionary<object, object?> obj) => obj.Count;
     }

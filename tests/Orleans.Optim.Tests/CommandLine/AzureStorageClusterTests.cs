@@ -122,6 +122,69 @@ public sealed class AzureStorageClusterTests(AzuriteFixture azurite, ITestOutput
     }
 
     [Fact]
+    public async Task KilledSiloRunEndsBitIdentical()
+    {
+        // The reference: the same job without a failure, on the embedded cluster (the numbers do not depend on the
+        // cluster).
+        string[] job = ["--epochs", "8", "--workers", "4", "--shard-size", "300", "--sharded-checkpoint-every", "10"];
+        var reference = CommandRunner.RunClient(["train", .. job, "--checkpoint-dir", "reference", "--checkpoint-every", "0"], _folder);
+        Assert.True(reference.ExitCode == 0, reference.Error);
+
+        await StartSilosAsync(3);
+        var startInfo = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = _folder,
+        };
+        startInfo.Environment.Remove(ClusterOptions.AzureStorageVariable);
+        foreach (string argument in (string[])[Path.Combine(AppContext.BaseDirectory, "client.dll"), "train", .. job, "--checkpoint-dir", "killed", "--checkpoint-every", "0",
+            "--azure-storage", azurite.ConnectionString, "--cluster-id", _clusterId, "--response-timeout", "20"])
+        {
+            startInfo.ArgumentList.Add(argument);
+        }
+
+        using var client = Process.Start(startInfo)!;
+        var lines = new List<string>();
+        var errors = client.StandardError.ReadToEndAsync();
+        bool killed = false;
+        var clock = Stopwatch.StartNew();
+        string? line;
+        while ((line = await client.StandardOutput.ReadLineAsync()) is not null && clock.Elapsed < TimeSpan.FromMinutes(8))
+        {
+            lines.Add(line);
+
+            // SIGKILL one silo once the run is past its first sharded checkpoints.
+            if (!killed && line.StartsWith("epoch   2/8", StringComparison.Ordinal))
+            {
+                _silos[1].Process.Kill();
+                killed = true;
+                output.WriteLine($"killed silo on port {_silos[1].SiloPort} at {clock.Elapsed.TotalSeconds:0.0} s");
+            }
+        }
+
+        if (!client.WaitForExit(TimeSpan.FromMinutes(2)))
+        {
+            client.Kill(entireProcessTree: true);
+        }
+
+        string text = string.Join("\n", lines);
+        output.WriteLine(text);
+        Assert.True(killed, "the run ended before the silo could be killed");
+        Assert.True(client.ExitCode == 0, $"{text}\n{await errors}");
+        Assert.Contains("rolled back to step", text);
+        Assert.Contains("epoch   8/8", text);
+
+        foreach (string file in new[] { "optimizer.pt", "model.pt" })
+        {
+            byte[] expected = File.ReadAllBytes(Path.Combine(_folder, "reference", "epoch-0008", file));
+            byte[] actual = File.ReadAllBytes(Path.Combine(_folder, "killed", "epoch-0008", file));
+            Assert.True(expected.AsSpan().SequenceEqual(actual), $"{file} differs from the run without a failure");
+        }
+    }
+
+    [Fact]
     public async Task KilledSiloShardsReactivateElsewhere()
     {
         await StartSilosAsync(3);
