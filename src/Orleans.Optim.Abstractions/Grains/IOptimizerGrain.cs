@@ -171,19 +171,47 @@ public interface IShardGrain : IGrainWithStringKey
     /// Replaces the slice, its state, step and hyperparameters with the staged checkpoint. A step collecting
     /// gradients fails with a rolled-back error.
     /// </summary>
-    Task CommitRestore(string checkpoint);
+    /// <param name="checkpoint">The staged checkpoint.</param>
+    /// <param name="timeline">The optimizer's new <see cref="ShardConfig.Timeline"/>.</param>
+    Task CommitRestore(string checkpoint, Guid timeline);
 
     /// <summary>Drops a staged checkpoint.</summary>
     Task AbortRestore(string checkpoint);
+
+    /// <summary>
+    /// Drops the gradients collected for <paramref name="attempt"/> at <paramref name="step"/>, failing the waiting
+    /// ranks with <paramref name="reason"/>, because another shard abandoned that attempt.
+    /// </summary>
+    Task AbandonStep(long step, int attempt, Guid timeline, string reason);
 }
 
 /// <summary>
-/// Collects every shard's finding for one synchronous step of an optimizer that skips steps with non-finite
-/// gradients, and gives all of them the same verdict. Keyed by the optimizer name.
+/// Gives every shard of an optimizer the same verdict for one attempt at a synchronous step: apply it, skip it (a
+/// non-finite gradient with <c>SkipNonFiniteSteps</c>), or abandon it because a shard is missing a rank's gradient.
+/// Keyed by the optimizer name.
 /// </summary>
+/// <remarks>
+/// A worker that dies while it pushes its gradients reaches only some shards. Without a common verdict the shards
+/// that got every gradient would apply the step and the others would time out, leaving the shards at different steps.
+/// An attempt is numbered per step: each abandoned attempt raises it by one on every shard.
+/// </remarks>
 public interface IStepVerdictGrain : IGrainWithStringKey
 {
-    /// <summary>Reports whether shard <paramref name="shardIndex"/>'s reduced gradient for <paramref name="step"/> is finite, and waits for the verdict.</summary>
-    /// <returns><see langword="true"/> when the step must be skipped on every shard.</returns>
-    Task<bool> Vote(long step, int shardIndex, bool finite);
+    /// <summary>
+    /// Reports that shard <paramref name="shardIndex"/> has every rank's gradient for <paramref name="step"/>, and
+    /// whether its reduced gradient is finite, then waits until every shard reported or one abandoned the attempt.
+    /// </summary>
+    Task<StepVerdict> Vote(long step, int attempt, Guid timeline, int shardIndex, bool finite);
+
+    /// <summary>
+    /// Abandons the attempt because shard <paramref name="shardIndex"/> timed out: tells every shard, then gives
+    /// <paramref name="reason"/> to the shards that wait for the verdict.
+    /// </summary>
+    Task Abandon(long step, int attempt, Guid timeline, int shardIndex, string reason);
+
+    /// <summary>
+    /// Sets the number of shards that must report before a step is applied, whenever the coordinator changes the
+    /// layout (creation, an added param group, a restore). Without it the grain asks the coordinator.
+    /// </summary>
+    Task SetShardCount(Guid timeline, int shardCount);
 }

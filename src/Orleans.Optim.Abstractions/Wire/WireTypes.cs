@@ -127,6 +127,12 @@ public sealed record ShardConfig
 
     /// <summary>Whether a step with any non-finite reduced gradient is skipped on every shard.</summary>
     [Id(9)] public bool SkipNonFiniteSteps { get; init; }
+
+    /// <summary>
+    /// Identity of the optimizer's history: new at every creation and restore, so that a step's verdict never counts
+    /// a shard's report from before a rollback.
+    /// </summary>
+    [Id(10)] public Guid Timeline { get; init; }
 }
 
 /// <summary>A shard's progress.</summary>
@@ -206,3 +212,22 @@ public sealed record RebalanceResult(
 /// <param name="Skipped">Whether the step was skipped on every shard because a reduced gradient was not finite.</param>
 [GenerateSerializer, Immutable]
 public sealed record StepReply([property: Id(0)] byte[] Values, [property: Id(1)] bool Skipped);
+
+/// <summary>What every shard does with one attempt at a synchronous step.</summary>
+public enum StepOutcome
+{
+    /// <summary>Apply the update.</summary>
+    Apply,
+
+    /// <summary>Count the step but leave the values and state as they are: a reduced gradient was not finite.</summary>
+    Skip,
+
+    /// <summary>Drop the gradients and stay at the previous step: a shard did not get every rank's gradient.</summary>
+    Abandon,
+}
+
+/// <summary>The common verdict on one attempt at a synchronous step.</summary>
+/// <param name="Outcome">What every shard does.</param>
+/// <param name="Reason">Why the attempt was abandoned, for the ranks' error; <see langword="null"/> otherwise.</param>
+[GenerateSerializer, Immutable]
+public sealed record StepVerdict([property: Id(0)] StepOutcome Outcome, [property: Id(1)] string? Reason);

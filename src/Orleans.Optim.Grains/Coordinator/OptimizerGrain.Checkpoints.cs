@@ -205,6 +205,7 @@ internal sealed partial class OptimizerGrain
         state.Scheduler = manifest.Scheduler is null ? null : Convert.FromBase64String(manifest.Scheduler);
         state.SchedulerState = manifest.SchedulerState is null ? null : Convert.FromBase64String(manifest.SchedulerState);
         state.Status = OptimizerStatus.Initializing;
+        state.Timeline = Guid.NewGuid();
         _layout = null;
         await persisted.WriteStateAsync();
 
@@ -250,8 +251,12 @@ internal sealed partial class OptimizerGrain
             throw;
         }
 
-        await Task.WhenAll(layout.Shards.Select(s => Shard(s.Index).CommitRestore(manifest.Checkpoint)));
+        // Reports on steps from before the rollback must never count after it, so the shards move to a new timeline.
+        var timeline = Guid.NewGuid();
+        await GrainFactory.GetGrain<IStepVerdictGrain>(Name).SetShardCount(timeline, layout.Shards.Count);
+        await Task.WhenAll(layout.Shards.Select(s => Shard(s.Index).CommitRestore(manifest.Checkpoint, timeline)));
 
+        state.Timeline = timeline;
         state.Groups = groups;
         state.Scheduler = manifest.Scheduler is null ? null : Convert.FromBase64String(manifest.Scheduler);
         state.SchedulerState = manifest.SchedulerState is null ? null : Convert.FromBase64String(manifest.SchedulerState);

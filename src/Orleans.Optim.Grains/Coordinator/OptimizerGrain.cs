@@ -69,6 +69,7 @@ internal sealed partial class OptimizerGrain(
         state.Defaults = PythonBinary.EncodeOptions(defaults);
         state.Groups = groups.Select(PythonBinary.EncodeOptions).ToArray();
         state.Status = OptimizerStatus.Initializing;
+        state.Timeline = Guid.NewGuid();
         await persisted.WriteStateAsync();
 
         await ConfigureShardsAsync();
@@ -194,7 +195,9 @@ internal sealed partial class OptimizerGrain(
             SkipNonFiniteSteps = spec.SkipNonFiniteSteps,
             InitialStep = min,
             Defaults = state.Defaults,
+            Timeline = state.Timeline,
         })));
+        await GrainFactory.GetGrain<IStepVerdictGrain>(Name).SetShardCount(state.Timeline, layout.Shards.Count);
         LogGroupAdded(logger, Name, groupIndex, newShards.Count, min);
         return Describe(state);
     }
@@ -277,8 +280,10 @@ internal sealed partial class OptimizerGrain(
                 Reduction = spec.Reduction,
                 SkipNonFiniteSteps = spec.SkipNonFiniteSteps,
                 Defaults = state.Defaults,
+                Timeline = state.Timeline,
             });
         }));
+        await GrainFactory.GetGrain<IStepVerdictGrain>(Name).SetShardCount(state.Timeline, layout.Shards.Count);
     }
 
     private OptimizerGrainState RequireExists()

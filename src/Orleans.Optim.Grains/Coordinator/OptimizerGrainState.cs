@@ -26,4 +26,7 @@ public sealed class OptimizerGrainState
 
     /// <summary>The scheduler's torch state dict, encoded with <c>PythonBinary.Encode</c>, or <see langword="null"/>.</summary>
     [Id(6)] public byte[]? SchedulerState { get; set; }
+
+    /// <summary>The shards' current <see cref="Wire.ShardConfig.Timeline"/>: new at creation and at every restore.</summary>
+    [Id(7)] public Guid Timeline { get; set; }
 }

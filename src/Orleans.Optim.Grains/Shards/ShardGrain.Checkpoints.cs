@@ -59,7 +59,7 @@ internal sealed partial class ShardGrain
     }
 
     /// <inheritdoc/>
-    public async Task CommitRestore(string checkpoint)
+    public async Task CommitRestore(string checkpoint, Guid timeline)
     {
         var config = persisted.State.Config ?? throw NotConfigured();
         if (_stagedRestore is not { } staged || staged.Checkpoint != checkpoint)
@@ -73,19 +73,16 @@ internal sealed partial class ShardGrain
         _slice ??= CreateSlice(staged.Config, staged.Slice.Values);
         _slice.Replace(staged.Slice.Values, staged.Slice.State, staged.Slice.OrderKey, options);
 
-        if (_pending is { } pending)
+        long abandoned = _pending?.Step ?? _voting?.Step ?? 0;
+        DropSteps(new OptimizerFaultException(
+            OptimizerFault.RolledBack,
+            $"Step {abandoned} was abandoned: optimizer '{config.Optimizer}' was rolled back to step {staged.Step}. Continue from step {staged.Step + 1}.")
         {
-            _pending = null;
-            pending.Fail(new OptimizerFaultException(
-                OptimizerFault.RolledBack,
-                $"Step {pending.Step} was abandoned: optimizer '{config.Optimizer}' was rolled back to step {staged.Step}. Continue from step {staged.Step + 1}.")
-            {
-                ResumeStep = staged.Step,
-            });
-        }
+            ResumeStep = staged.Step,
+        });
 
         _step = staged.Step;
-        persisted.State.Config = staged.Config;
+        persisted.State.Config = staged.Config with { Timeline = timeline };
         await PersistAsync();
         LogRestored(logger, config.Optimizer, config.Shard.Index, checkpoint, staged.Step);
     }
@@ -120,7 +117,7 @@ internal sealed partial class ShardGrain
     public void OnDehydrate(IDehydrationContext dehydrationContext)
     {
         // Migration to another silo carries the exact in-memory state, so no step is lost and storage is not needed.
-        if (_slice is null || _pending is not null || persisted.State.Config is not { } config)
+        if (_slice is null || _pending is not null || _voting is not null || persisted.State.Config is not { } config)
         {
             return;
         }

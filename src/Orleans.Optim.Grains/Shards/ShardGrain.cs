@@ -36,7 +36,9 @@ internal sealed partial class ShardGrain(
     private readonly Dictionary<Guid, (SliceState? State, StateOrderKey OrderKey)> _stagedLoads = [];
     private ParameterSlice? _slice;
     private PendingStep? _pending;
+    private PendingStep? _voting;
     private long _step;
+    private int _attempt;
     private long _stepsSincePersist;
     private bool _rehydrated;
 
@@ -90,8 +92,7 @@ internal sealed partial class ShardGrain(
         }
 
         ParseOptions(config);
-        _pending?.Fail(new OptimizerFaultException(OptimizerFault.Inconsistent, $"Shard {this.GetPrimaryKeyString()} was reconfigured during a step."));
-        _pending = null;
+        DropSteps(new OptimizerFaultException(OptimizerFault.Inconsistent, $"Shard {this.GetPrimaryKeyString()} was reconfigured during a step."));
         _slice = null;
         _step = config.InitialStep;
         persisted.State = new ShardGrainState { Config = config, Step = config.InitialStep };
@@ -168,6 +169,11 @@ internal sealed partial class ShardGrain(
                 config,
                 $"Gradient from rank {rank} for param {config.Shard.ParamId}, elements {config.Shard.Offset}..{config.Shard.Offset + config.Shard.Length}, " +
                 $"has {gradient.Length} bytes; expected {config.Shard.Length * sizeof(float)} (float32).");
+        }
+
+        if (_voting is { } voting && voting.Step == step)
+        {
+            throw Rejected(config, $"Rank {rank} already pushed its gradient for step {step}, which waits for the other shards: push once per step.");
         }
 
         var pending = _pending ??= StartPendingStep(step, config);
@@ -264,11 +270,39 @@ internal sealed partial class ShardGrain(
         return Task.CompletedTask;
     }
 
+    /// <inheritdoc/>
+    public Task AbandonStep(long step, int attempt, Guid timeline, string reason)
+    {
+        if (step != _step + 1 || persisted.State.Config?.Timeline != timeline)
+        {
+            return Task.CompletedTask;
+        }
+
+        _attempt = Math.Max(_attempt, attempt + 1);
+        if (_pending is { } pending && pending.Step == step && pending.Attempt == attempt)
+        {
+            _pending = null;
+            pending.Fail(new OptimizerFaultException(OptimizerFault.StepTimedOut, reason));
+        }
+
+        return Task.CompletedTask;
+    }
+
     private PendingStep StartPendingStep(long step, ShardConfig config)
     {
-        var pending = new PendingStep(step, config.WorldSize);
+        var pending = new PendingStep(step, _attempt, config.WorldSize);
         _ = ExpireAsync(pending, config);
         return pending;
+    }
+
+    /// <summary>Fails the step that collects gradients and the step that waits for its verdict.</summary>
+    private void DropSteps(OptimizerFaultException fault)
+    {
+        _pending?.Fail(fault);
+        _voting?.Fail(fault);
+        _pending = null;
+        _voting = null;
+        _attempt = 0;
     }
 
     private async Task ExpireAsync(PendingStep pending, ShardConfig config)
@@ -280,34 +314,78 @@ internal sealed partial class ShardGrain(
         }
 
         _pending = null;
+        _attempt = Math.Max(_attempt, pending.Attempt + 1);
         var missing = Enumerable.Range(0, config.WorldSize).Where(r => !pending.Received[r]).ToList();
         LogStepTimedOut(logger, config.Optimizer, config.Shard.Index, pending.Step, string.Join(", ", missing));
-        pending.Fail(new OptimizerFaultException(
-            OptimizerFault.StepTimedOut,
-            $"Step {pending.Step} of optimizer '{config.Optimizer}' timed out after {_options.StepTimeout.TotalSeconds:0.#} s waiting for " +
-            $"rank(s) {string.Join(", ", missing)}. The optimizer stays at step {pending.Step - 1}; push step {pending.Step} again from every rank."));
+        string reason =
+            $"Step {pending.Step} of optimizer '{config.Optimizer}' timed out after {_options.StepTimeout.TotalSeconds:0.#} s: shard {config.Shard.Index} " +
+            $"is missing the gradient of rank(s) {string.Join(", ", missing)}. The optimizer stays at step {pending.Step - 1}; push step {pending.Step} again from every rank.";
+
+        // The other shards drop the attempt before any rank hears of it, even those that have every gradient.
+        try
+        {
+            await GrainFactory.GetGrain<IStepVerdictGrain>(config.Optimizer).Abandon(pending.Step, pending.Attempt, config.Timeline, config.Shard.Index, reason);
+        }
+        catch (Exception e)
+        {
+            LogStepFailed(logger, e, config.Optimizer, config.Shard.Index, pending.Step);
+        }
+
+        pending.Fail(new OptimizerFaultException(OptimizerFault.StepTimedOut, reason));
     }
 
     private async Task ApplyAsync(PendingStep pending, ParameterSlice slice, ShardConfig config)
     {
         _pending = null;
+        _voting = pending;
+        var reduced = new float[config.Shard.Length];
+        bool hasGradient = GradientReducer.Reduce(pending.Gradients, (GradientReduction)config.Reduction, reduced);
+        bool finite = !config.SkipNonFiniteSteps || !hasGradient || !reduced.Any(v => !float.IsFinite(v));
+        StepVerdict verdict;
         try
         {
-            var reduced = new float[config.Shard.Length];
-            bool hasGradient = GradientReducer.Reduce(pending.Gradients, (GradientReduction)config.Reduction, reduced);
-            bool skipped = false;
-            if (config.SkipNonFiniteSteps)
+            verdict = await GrainFactory.GetGrain<IStepVerdictGrain>(config.Optimizer).Vote(pending.Step, pending.Attempt, config.Timeline, config.Shard.Index, finite);
+        }
+        catch (Exception e)
+        {
+            LogStepFailed(logger, e, config.Optimizer, config.Shard.Index, pending.Step);
+            if (ReferenceEquals(_voting, pending))
             {
-                bool finite = !hasGradient || !reduced.Any(v => !float.IsFinite(v));
-                skipped = await GrainFactory.GetGrain<IStepVerdictGrain>(config.Optimizer).Vote(pending.Step, config.Shard.Index, finite);
+                _voting = null;
+                pending.Fail(new OptimizerFaultException(
+                    OptimizerFault.Inconsistent,
+                    $"Step {pending.Step} of optimizer '{config.Optimizer}' failed: shard {config.Shard.Index} could not get the step's verdict ({e.Message}). " +
+                    "Other shards may have applied it; call Recover to roll the optimizer back to its newest sharded checkpoint.",
+                    e));
             }
 
+            return;
+        }
+
+        if (!ReferenceEquals(_voting, pending))
+        {
+            // A restore or a new configuration failed the step while it waited for the verdict.
+            return;
+        }
+
+        _voting = null;
+        if (verdict.Outcome == StepOutcome.Abandon)
+        {
+            _attempt = Math.Max(_attempt, pending.Attempt + 1);
+            pending.Fail(new OptimizerFaultException(OptimizerFault.StepTimedOut, verdict.Reason ?? $"Step {pending.Step} was abandoned."));
+            return;
+        }
+
+        bool skipped = verdict.Outcome == StepOutcome.Skip;
+        try
+        {
             if (!skipped)
             {
                 slice.Step(reduced, hasGradient, pending.Step, KernelPaths.Default);
             }
 
             _step = pending.Step;
+            _attempt = 0;
             _stepsSincePersist++;
             pending.Completion.SetResult(new StepReply(FloatBytes.ToBytes(slice.Values), skipped));
         }
@@ -382,9 +460,11 @@ internal sealed partial class ShardGrain(
     private static partial void LogStepFailed(ILogger logger, Exception exception, string optimizer, int shard, long step);
 
     /// <summary>The gradients collected so far for one synchronous step.</summary>
-    private sealed class PendingStep(long step, int worldSize)
+    private sealed class PendingStep(long step, int attempt, int worldSize)
     {
         public long Step { get; } = step;
+
+        public int Attempt { get; } = attempt;
 
         public bool[] Received { get; } = new bool[worldSize];
 

@@ -142,7 +142,7 @@ public sealed class ClusterOptimizerTests(ClusterFixture fixture)
         var error = await Assert.ThrowsAsync<OptimizerFaultException>(() => optimizer.StepAsync(1, [[1f, 2f, 3f, 4f]]));
 
         Assert.Equal(OptimizerFault.StepTimedOut, error.Fault);
-        Assert.Contains("waiting for rank(s) 0, 2", error.Message);
+        Assert.Contains("is missing the gradient of rank(s) 0, 2", error.Message);
         Assert.Equal(0, optimizer.StepCount);
         Assert.Null(StateDictComparison.FirstDifference(before, await optimizer.StateDictAsync()));
     }
@@ -171,6 +171,47 @@ public sealed class ClusterOptimizerTests(ClusterFixture fixture)
 
         Assert.StartsWith("Invalid learning rate: -0.5 in param_groups[0]['lr']; expected a value >= 0.0.", error.Message);
         Assert.Equal(0.01, groups[0]["lr"]);
+    }
+
+    [Fact]
+    public async Task PartialPushAbandonsStepEverywhere()
+    {
+        // Three shards of 4 elements. Rank 0 dies while it pushes: its gradient reaches shard 0 only, which then has
+        // every rank's gradient while shards 1 and 2 wait for rank 0.
+        var spec = AdamSpec(2, 4, [12]);
+        var random = new Random(11);
+        float[] initial = RandomVector(random, 12);
+        var survivor = await ClusterOptimizer.CreateAsync(fixture.Client, NewName("partial"), spec, [initial]);
+        var dying = await ClusterOptimizer.AttachAsync(fixture.Client, survivor.Name);
+        var before = await survivor.StateDictAsync();
+        float[] gradient0 = RandomVector(random, 12);
+        float[] gradient1 = RandomVector(random, 12);
+
+        var partialPush = fixture.Client.GetGrain<Grains.IShardGrain>(Grains.ShardKeys.For(survivor.Name, 0))
+            .Step(1, 0, Tensors.FloatBytes.ToBytes(gradient0[..4]));
+        var error = await Assert.ThrowsAsync<OptimizerFaultException>(() => survivor.StepAsync(1, [gradient1]));
+        var partialError = await Assert.ThrowsAsync<OptimizerFaultException>(() => partialPush);
+        var statuses = await survivor.GetShardStatusesAsync();
+
+        Assert.Equal(OptimizerFault.StepTimedOut, error.Fault);
+        Assert.Contains("is missing the gradient of rank(s) 0", error.Message);
+        Assert.Contains("The optimizer stays at step 0", error.Message);
+        Assert.Equal(OptimizerFault.StepTimedOut, partialError.Fault);
+        Assert.All(statuses, status => Assert.Equal(0, status.Step));
+        Assert.All(statuses, status => Assert.Empty(status.PendingRanks));
+        Assert.Equal(0, survivor.StepCount);
+        Assert.Null(StateDictComparison.FirstDifference(before, await survivor.StateDictAsync()));
+
+        // Both ranks push step 1 again, and the result is the step as if nothing had failed.
+        var results = await Task.WhenAll(dying.StepAsync(0, [gradient0]), survivor.StepAsync(1, [gradient1]));
+        var local = new LocalOptimizer(spec, [(float[])initial.Clone()]);
+        var mean = new float[12];
+        GradientReducer.Reduce([gradient0, gradient1], GradientReduction.Mean, mean);
+        local.Step([mean]);
+
+        Assert.Null(StateDictComparison.ArrayDifference(local.Parameter(0), results[0][0]));
+        Assert.Equal(results[0][0], results[1][0]);
+        Assert.Null(StateDictComparison.FirstDifference(local.StateDict(), await survivor.StateDictAsync()));
     }
 
     private static async Task WaitForPendingRankAsync(ClusterOptimizer optimizer, int rank)
