@@ -182,6 +182,23 @@ public sealed class AzureStorageClusterTests(AzuriteFixture azurite, ITestOutput
             byte[] actual = File.ReadAllBytes(Path.Combine(_folder, "killed", "epoch-0008", file));
             Assert.True(expected.AsSpan().SequenceEqual(actual), $"{file} differs from the run without a failure");
         }
+
+        // The newest sharded checkpoint, step 180 of 184, is in the blob container; exported without a cluster, it
+        // equals the same checkpoint of the reference run, which the embedded cluster kept in a folder.
+        string name = OptimizerName(text);
+        var listed = CommandRunner.RunClient(["checkpoints", "--azure-storage", azurite.ConnectionString, "--optimizer", name], _folder);
+        var exported = CommandRunner.RunClient(
+            ["export", "--azure-storage", azurite.ConnectionString, "--checkpoint", "step-000000000180", "--optimizer", name, "--out", "azure-180.pt"], _folder);
+        var referenceExport = CommandRunner.RunClient(
+            ["export", "--store", Path.Combine("reference", "sharded"), "--checkpoint", "step-000000000180", "--out", "reference-180.pt"], _folder);
+
+        Assert.True(listed.ExitCode == 0, listed.Error);
+        Assert.Contains($"{name}  step-000000000180  step 180  Adam", listed.Output);
+        Assert.True(exported.ExitCode == 0, exported.Error);
+        Assert.True(referenceExport.ExitCode == 0, referenceExport.Error);
+        Assert.True(
+            File.ReadAllBytes(Path.Combine(_folder, "reference-180.pt")).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(_folder, "azure-180.pt"))),
+            "the checkpoint exported from Azure Blob storage differs from the reference run's");
     }
 
     [Fact]
