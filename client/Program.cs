@@ -11,6 +11,7 @@ var root = new RootCommand("Orleans.Optim: a PyTorch-compatible optimizer held b
     TrainCommand.Create(),
     ConformanceCommand.Create(),
     InspectCommand.Create(),
+    BenchCommand.Create(),
 };
 
 var parseResult = root.Parse(args);
