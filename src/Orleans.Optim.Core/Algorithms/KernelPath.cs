@@ -28,8 +28,9 @@ public static class KernelPaths
     /// <see cref="KernelPath.Vectorized"/> when 256-bit vectors are hardware accelerated, otherwise <see cref="KernelPath.Plain"/>.
     /// </summary>
     /// <remarks>
-    /// <see cref="KernelPath.Vectorized512"/> is not the default, because on the AMD EPYC machine of BENCHMARKS.md it
-    /// was no faster on the 50M-element Adam and SGD updates, which are bound by memory bandwidth there.
+    /// <see cref="KernelPath.Vectorized512"/> is not the default. On the AMD EPYC machine of BENCHMARKS.md it was
+    /// within 3% of this path on 50M-element Adam and SGD steps, which wait on memory there. Only SGD gained (12%),
+    /// and only on a slice that fits in the caches.
     /// </remarks>
     public static KernelPath Default { get; } = Vector256.IsHardwareAccelerated ? KernelPath.Vectorized : KernelPath.Plain;
 }

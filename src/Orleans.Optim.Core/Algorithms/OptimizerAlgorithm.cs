@@ -91,8 +91,12 @@ public abstract class OptimizerAlgorithm
     /// <param name="path">Which kernel implementation runs.</param>
     /// <param name="parallelism">How many threads one update may use.</param>
     public virtual void Step(
-        AlgorithmOptions options, SliceState state, Span<float> param, ReadOnlySpan<float> grad, KernelPath path, KernelParallelism parallelism) =>
+        AlgorithmOptions options, SliceState state, Span<float> param, ReadOnlySpan<float> grad, KernelPath path, KernelParallelism parallelism)
+    {
+        // NOTE: only Adam, AdamW and SGD override this. The other eight algorithms have no chunked kernel yet and
+        // ignore the parallelism.
         Step(options, state, param, grad, path);
+    }
 
     /// <summary>
     /// Builds torch's <c>optimizer.defaults</c>: the algorithm's defaults in torch's key order, with the constructor's
