@@ -13,6 +13,7 @@ var root = new RootCommand("Orleans.Optim: a PyTorch-compatible optimizer held b
     InspectCommand.Create(),
     ExportCommand.CreateExport(),
     ExportCommand.CreateList(),
+    BenchCommand.Create(),
 };
 
 var parseResult = root.Parse(args);

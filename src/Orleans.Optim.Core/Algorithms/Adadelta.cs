@@ -97,7 +97,7 @@ public sealed class Adadelta : OptimizerAlgorithm
             Eps: (float)o.Eps,
             NegativeLr: (float)-o.Lr);
 
-        if (path == KernelPath.Vectorized)
+        if (path != KernelPath.Plain)
         {
             kernel.RunVectorized(param, grad, square_avg, acc_delta);
         }

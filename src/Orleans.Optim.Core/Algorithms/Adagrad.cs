@@ -126,7 +126,7 @@ public sealed class Adagrad : OptimizerAlgorithm
             Eps: (float)o.Eps,
             NegativeClr: o.Foreach ? ForeachNegativeClr(o, step) : SingleTensorNegativeClr(o, step));
 
-        if (path == KernelPath.Vectorized)
+        if (path != KernelPath.Plain)
         {
             kernel.RunVectorized(param, grad, state_sum);
         }

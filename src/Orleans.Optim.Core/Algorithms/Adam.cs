@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using Orleans.Optim.Python;
@@ -54,7 +55,12 @@ public sealed class Adam : OptimizerAlgorithm
 
     /// <inheritdoc/>
     public override void Step(AlgorithmOptions options, SliceState state, Span<float> param, ReadOnlySpan<float> grad, KernelPath path) =>
-        AdamFamily.Step((AdamOptions)options, decoupledWeightDecay: false, state, param, grad, path);
+        AdamFamily.Step((AdamOptions)options, decoupledWeightDecay: false, state, param, grad, path, KernelParallelism.None);
+
+    /// <inheritdoc/>
+    public override void Step(
+        AlgorithmOptions options, SliceState state, Span<float> param, ReadOnlySpan<float> grad, KernelPath path, KernelParallelism parallelism) =>
+        AdamFamily.Step((AdamOptions)options, decoupledWeightDecay: false, state, param, grad, path, parallelism);
 }
 
 /// <summary>
@@ -119,12 +125,21 @@ internal static class AdamFamily
     /// <summary>
     /// Runs one Adam (L2 decay on the gradient) or AdamW (decoupled decay on the parameter) step on a slice.
     /// </summary>
-    public static void Step(AdamOptions o, bool decoupledWeightDecay, SliceState state, Span<float> param, ReadOnlySpan<float> grad, KernelPath path)
+    /// <exception cref="ArgumentException">The gradient or a state tensor has a different length than the slice.</exception>
+    public static void Step(
+        AdamOptions o, bool decoupledWeightDecay, SliceState state, Span<float> param, ReadOnlySpan<float> grad, KernelPath path, KernelParallelism parallelism)
     {
         var step_t = state["step"];
         float[] exp_avg = state.Tensor("exp_avg");
         float[] exp_avg_sq = state.Tensor("exp_avg_sq");
         float[]? max_exp_avg_sq = o.Amsgrad ? state.Tensor("max_exp_avg_sq") : null;
+        KernelChecks.RequireGradientLength(param, grad);
+        KernelChecks.RequireStateLength(param, exp_avg, "exp_avg");
+        KernelChecks.RequireStateLength(param, exp_avg_sq, "exp_avg_sq");
+        if (max_exp_avg_sq is not null)
+        {
+            KernelChecks.RequireStateLength(param, max_exp_avg_sq, "max_exp_avg_sq");
+        }
 
         // step_t += 1, in the dtype of the step tensor.
         step_t.Increment();
@@ -151,15 +166,27 @@ internal static class AdamFamily
             Eps: (float)o.Eps,
             NegativeStepSize: (float)-step_size);
 
-        if (path == KernelPath.Vectorized)
+        int chunkCount = parallelism.ChunkCount(param.Length);
+        if (chunkCount > 1)
         {
-            kernel.RunVectorized(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq);
+            RunChunks(kernel, path, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, chunkCount);
         }
         else
         {
-            kernel.RunPlain(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, 0);
+            kernel.Run(path, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq);
         }
     }
+
+    // A separate method, so that a step on one thread does not allocate the closure.
+    private static void RunChunks(
+        AdamKernel kernel, KernelPath path, Span<float> param, ReadOnlySpan<float> grad, float[] exp_avg, float[] exp_avg_sq, float[]? max_exp_avg_sq, int chunkCount) =>
+        KernelParallelism.RunChunks(param, grad, chunkCount, (start, paramChunk, gradChunk) => kernel.Run(
+            path,
+            paramChunk,
+            gradChunk,
+            exp_avg.AsSpan(start, paramChunk.Length),
+            exp_avg_sq.AsSpan(start, paramChunk.Length),
+            max_exp_avg_sq is null ? default : max_exp_avg_sq.AsSpan(start, paramChunk.Length)));
 
     /// <summary>
     /// The per-element arithmetic of torch's Adam and AdamW. Torch's CPU kernels fuse multiply-add in
@@ -180,6 +207,7 @@ internal static class AdamFamily
         float Eps,
         float NegativeStepSize)
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void RunPlain(Span<float> param, ReadOnlySpan<float> grad, Span<float> exp_avg, Span<float> exp_avg_sq, Span<float> max_exp_avg_sq, int start)
         {
             for (int i = start; i < param.Length; i++)
@@ -219,7 +247,28 @@ internal static class AdamFamily
             }
         }
 
-        public void RunVectorized(Span<float> param, ReadOnlySpan<float> grad, Span<float> exp_avg, Span<float> exp_avg_sq, Span<float> max_exp_avg_sq)
+        // The kernels skip tiered compilation, so every step runs the same fully optimized code from the first call
+        // on, and the benchmark times the code that a long-running shard runs.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(KernelPath path, Span<float> param, ReadOnlySpan<float> grad, Span<float> exp_avg, Span<float> exp_avg_sq, Span<float> max_exp_avg_sq)
+        {
+            int i = 0;
+            if (path == KernelPath.Vectorized512 && Vector512.IsHardwareAccelerated)
+            {
+                i = RunVector512(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq);
+            }
+
+            if (path != KernelPath.Plain)
+            {
+                i = RunVector256(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i);
+            }
+
+            RunPlain(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i);
+        }
+
+        // Returns the index of the first element left for a narrower loop.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private int RunVector256(Span<float> param, ReadOnlySpan<float> grad, Span<float> exp_avg, Span<float> exp_avg_sq, Span<float> max_exp_avg_sq, int start)
         {
             var weightDecay = Vector256.Create(WeightDecay);
             var paramDecay = Vector256.Create(ParamDecay);
@@ -238,7 +287,7 @@ internal static class AdamFamily
             ref float maxRef = ref MemoryMarshal.GetReference(max_exp_avg_sq);
 
             int width = Vector256<float>.Count;
-            int i = 0;
+            int i = start;
             for (; i <= param.Length - width; i += width)
             {
                 nuint at = (nuint)i;
@@ -274,7 +323,68 @@ internal static class AdamFamily
                 (p + negativeStepSize * m / denom).StoreUnsafe(ref pRef, at);
             }
 
-            RunPlain(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, i);
+            return i;
+        }
+
+        // The 256-bit loop in 512-bit vectors. FMA, division and square root round correctly at every width, so
+        // the bits do not depend on the width.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private int RunVector512(Span<float> param, ReadOnlySpan<float> grad, Span<float> exp_avg, Span<float> exp_avg_sq, Span<float> max_exp_avg_sq)
+        {
+            var weightDecay = Vector512.Create(WeightDecay);
+            var paramDecay = Vector512.Create(ParamDecay);
+            var beta1 = Vector512.Create(Beta1);
+            var oneMinusBeta1 = Vector512.Create(OneMinusBeta1);
+            var beta2 = Vector512.Create(Beta2);
+            var oneMinusBeta2 = Vector512.Create(OneMinusBeta2);
+            var biasCorrection2Sqrt = Vector512.Create(BiasCorrection2Sqrt);
+            var eps = Vector512.Create(Eps);
+            var negativeStepSize = Vector512.Create(NegativeStepSize);
+
+            ref float pRef = ref MemoryMarshal.GetReference(param);
+            ref float gRef = ref MemoryMarshal.GetReference(grad);
+            ref float mRef = ref MemoryMarshal.GetReference(exp_avg);
+            ref float vRef = ref MemoryMarshal.GetReference(exp_avg_sq);
+            ref float maxRef = ref MemoryMarshal.GetReference(max_exp_avg_sq);
+
+            int width = Vector512<float>.Count;
+            int i = 0;
+            for (; i <= param.Length - width; i += width)
+            {
+                nuint at = (nuint)i;
+                var p = Vector512.LoadUnsafe(ref pRef, at);
+                var g = Vector512.LoadUnsafe(ref gRef, at);
+                if (Maximize)
+                {
+                    g = -g;
+                }
+
+                if (ApplyGradWeightDecay)
+                {
+                    g = Vector512.FusedMultiplyAdd(p, weightDecay, g);
+                }
+
+                if (ApplyParamDecay)
+                {
+                    p *= paramDecay;
+                }
+
+                var m = Vector512.FusedMultiplyAdd(g, oneMinusBeta1, Vector512.LoadUnsafe(ref mRef, at) * beta1);
+                var v = Vector512.FusedMultiplyAdd(oneMinusBeta2 * g, g, Vector512.LoadUnsafe(ref vRef, at) * beta2);
+                m.StoreUnsafe(ref mRef, at);
+                v.StoreUnsafe(ref vRef, at);
+
+                if (Amsgrad)
+                {
+                    v = MaxPropagatingNaN(Vector512.LoadUnsafe(ref maxRef, at), v);
+                    v.StoreUnsafe(ref maxRef, at);
+                }
+
+                var denom = Vector512.Sqrt(v) / biasCorrection2Sqrt + eps;
+                (p + negativeStepSize * m / denom).StoreUnsafe(ref pRef, at);
+            }
+
+            return i;
         }
 
         // torch.maximum returns NaN when either input is NaN.
@@ -284,6 +394,12 @@ internal static class AdamFamily
         {
             var nan = Vector256.IsNaN(a) | Vector256.IsNaN(b);
             return Vector256.ConditionalSelect(nan, Vector256.Create(float.NaN), Vector256.Max(a, b));
+        }
+
+        private static Vector512<float> MaxPropagatingNaN(Vector512<float> a, Vector512<float> b)
+        {
+            var nan = Vector512.IsNaN(a) | Vector512.IsNaN(b);
+            return Vector512.ConditionalSelect(nan, Vector512.Create(float.NaN), Vector512.Max(a, b));
         }
     }
 }

@@ -38,5 +38,10 @@ public sealed class AdamW : OptimizerAlgorithm
 
     /// <inheritdoc/>
     public override void Step(AlgorithmOptions options, SliceState state, Span<float> param, ReadOnlySpan<float> grad, KernelPath path) =>
-        AdamFamily.Step((AdamOptions)options, decoupledWeightDecay: true, state, param, grad, path);
+        AdamFamily.Step((AdamOptions)options, decoupledWeightDecay: true, state, param, grad, path, KernelParallelism.None);
+
+    /// <inheritdoc/>
+    public override void Step(
+        AlgorithmOptions options, SliceState state, Span<float> param, ReadOnlySpan<float> grad, KernelPath path, KernelParallelism parallelism) =>
+        AdamFamily.Step((AdamOptions)options, decoupledWeightDecay: true, state, param, grad, path, parallelism);
 }

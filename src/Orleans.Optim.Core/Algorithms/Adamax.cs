@@ -112,7 +112,7 @@ public sealed class Adamax : OptimizerAlgorithm
             Eps: (float)o.Eps,
             NegativeClr: (float)-clr);
 
-        if (path == KernelPath.Vectorized)
+        if (path != KernelPath.Plain)
         {
             kernel.RunVectorized(param, grad, exp_avg, exp_inf);
         }

@@ -139,7 +139,7 @@ public sealed class Asgd : OptimizerAlgorithm
             Mu: (float)mu.Number);
 
         step_t.SetNumber(step);
-        if (path == KernelPath.Vectorized)
+        if (path != KernelPath.Plain)
         {
             kernel.RunVectorized(param, grad, ax);
         }

@@ -157,7 +157,7 @@ public sealed class NAdam : OptimizerAlgorithm
             StepSizeGrads: (float)step_size_grads,
             StepSizeExpAvg: (float)step_size_expavg);
 
-        if (path == KernelPath.Vectorized)
+        if (path != KernelPath.Plain)
         {
             kernel.RunVectorized(param, grad, exp_avg, exp_avg_sq);
         }

@@ -76,6 +76,29 @@ public abstract class OptimizerAlgorithm
     public abstract void Step(AlgorithmOptions options, SliceState state, Span<float> param, ReadOnlySpan<float> grad, KernelPath path);
 
     /// <summary>
+    /// Applies one update to a slice as <see cref="Step(AlgorithmOptions, SliceState, Span{float}, ReadOnlySpan{float}, KernelPath)"/>
+    /// does, split into chunks over up to <see cref="KernelParallelism.MaxThreads"/> threads. The bits are the same
+    /// as on one thread.
+    /// </summary>
+    /// <remarks>
+    /// Adam, AdamW and SGD split the update. The other algorithms run it on the calling thread, as this base
+    /// implementation does.
+    /// </remarks>
+    /// <param name="options">The group's hyperparameters at this step.</param>
+    /// <param name="state">The slice's state, updated in place.</param>
+    /// <param name="param">The slice's fp32 master values, updated in place.</param>
+    /// <param name="grad">The slice's reduced gradient.</param>
+    /// <param name="path">Which kernel implementation runs.</param>
+    /// <param name="parallelism">How many threads one update may use.</param>
+    public virtual void Step(
+        AlgorithmOptions options, SliceState state, Span<float> param, ReadOnlySpan<float> grad, KernelPath path, KernelParallelism parallelism)
+    {
+        // NOTE: only Adam, AdamW and SGD override this. The other eight algorithms have no chunked kernel yet and
+        // ignore the parallelism.
+        Step(options, state, param, grad, path);
+    }
+
+    /// <summary>
     /// Builds torch's <c>optimizer.defaults</c>: the algorithm's defaults in torch's key order, with the constructor's
     /// keyword arguments in place of their defaults.
     /// </summary>

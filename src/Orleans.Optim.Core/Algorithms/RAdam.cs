@@ -131,7 +131,7 @@ public sealed class RAdam : OptimizerAlgorithm
             Eps: (float)o.Eps,
             Rect: (float)rect);
 
-        if (path == KernelPath.Vectorized)
+        if (path != KernelPath.Plain)
         {
             kernel.RunVectorized(param, grad, exp_avg, exp_avg_sq);
         }

@@ -134,7 +134,7 @@ public sealed class RMSprop : OptimizerAlgorithm
             Momentum: (float)o.Momentum,
             NegativeLr: (float)-o.Lr);
 
-        if (path == KernelPath.Vectorized)
+        if (path != KernelPath.Plain)
         {
             kernel.RunVectorized(param, grad, square_avg, momentum_buffer, grad_avg);
         }

@@ -108,7 +108,7 @@ public sealed class Rprop : OptimizerAlgorithm
 
         float[] prev = state.Tensor("prev");
         float[] step_size = state.Tensor("step_size");
-        if (path == KernelPath.Vectorized)
+        if (path != KernelPath.Plain)
         {
             kernel.RunVectorized(param, grad, prev, step_size);
         }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -79,17 +80,31 @@ public sealed class Sgd : OptimizerAlgorithm
     public override SliceState CreateState(AlgorithmOptions options, int length) => new([StateEntry.None("momentum_buffer")]);
 
     /// <inheritdoc/>
-    public override void Step(AlgorithmOptions options, SliceState state, Span<float> param, ReadOnlySpan<float> grad, KernelPath path)
+    public override void Step(AlgorithmOptions options, SliceState state, Span<float> param, ReadOnlySpan<float> grad, KernelPath path) =>
+        Step(options, state, param, grad, path, KernelParallelism.None);
+
+    /// <inheritdoc/>
+    /// <exception cref="ArgumentException">The gradient or the momentum buffer has a different length than the slice.</exception>
+    public override void Step(
+        AlgorithmOptions options, SliceState state, Span<float> param, ReadOnlySpan<float> grad, KernelPath path, KernelParallelism parallelism)
     {
         var o = (SgdOptions)options;
         var momentumBuffer = state["momentum_buffer"];
+        KernelChecks.RequireGradientLength(param, grad);
 
         // A momentum buffer is created (as a copy of d_p) only once momentum is non-zero; until then it stays None.
         bool hasMomentum = o.Momentum != 0;
         bool firstMomentumStep = hasMomentum && momentumBuffer.Kind == StateValueKind.None;
         if (firstMomentumStep)
         {
-            momentumBuffer.SetSlice(new float[param.Length]);
+            // The first momentum step writes every element of the buffer, so it need not be zeroed.
+            momentumBuffer.SetSlice(GC.AllocateUninitializedArray<float>(param.Length));
+        }
+
+        float[]? buffer = hasMomentum ? momentumBuffer.Values : null;
+        if (buffer is not null)
+        {
+            KernelChecks.RequireStateLength(param, buffer, "momentum_buffer");
         }
 
         var kernel = new SgdKernel(
@@ -103,16 +118,21 @@ public sealed class Sgd : OptimizerAlgorithm
             Maximize: o.Maximize,
             NegativeLr: (float)-o.Lr);
 
-        Span<float> buffer = hasMomentum ? momentumBuffer.Values : Span<float>.Empty;
-        if (path == KernelPath.Vectorized)
+        int chunkCount = parallelism.ChunkCount(param.Length);
+        if (chunkCount > 1)
         {
-            kernel.RunVectorized(param, grad, buffer);
+            RunChunks(kernel, path, param, grad, buffer, chunkCount);
         }
         else
         {
-            kernel.RunPlain(param, grad, buffer, 0);
+            kernel.Run(path, param, grad, buffer);
         }
     }
+
+    // A separate method, so that a step on one thread does not allocate the closure.
+    private static void RunChunks(SgdKernel kernel, KernelPath path, Span<float> param, ReadOnlySpan<float> grad, float[]? buffer, int chunkCount) =>
+        KernelParallelism.RunChunks(param, grad, chunkCount, (start, paramChunk, gradChunk) =>
+            kernel.Run(path, paramChunk, gradChunk, buffer is null ? default : buffer.AsSpan(start, paramChunk.Length)));
 
     /// <summary>
     /// The per-element arithmetic of torch's SGD. <c>add(x, alpha=a)</c> is fused multiply-add in torch's CPU kernels.
@@ -128,6 +148,7 @@ public sealed class Sgd : OptimizerAlgorithm
         bool Maximize,
         float NegativeLr)
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void RunPlain(Span<float> param, ReadOnlySpan<float> grad, Span<float> buffer, int start)
         {
             for (int i = start; i < param.Length; i++)
@@ -156,7 +177,28 @@ public sealed class Sgd : OptimizerAlgorithm
             }
         }
 
-        public void RunVectorized(Span<float> param, ReadOnlySpan<float> grad, Span<float> buffer)
+        // The kernels skip tiered compilation, so every step runs the same fully optimized code from the first call
+        // on, and the benchmark times the code that a long-running shard runs.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(KernelPath path, Span<float> param, ReadOnlySpan<float> grad, Span<float> buffer)
+        {
+            int i = 0;
+            if (path == KernelPath.Vectorized512 && Vector512.IsHardwareAccelerated)
+            {
+                i = RunVector512(param, grad, buffer);
+            }
+
+            if (path != KernelPath.Plain)
+            {
+                i = RunVector256(param, grad, buffer, i);
+            }
+
+            RunPlain(param, grad, buffer, i);
+        }
+
+        // Returns the index of the first element left for the scalar tail.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private int RunVector256(Span<float> param, ReadOnlySpan<float> grad, Span<float> buffer, int start)
         {
             var weightDecay = Vector256.Create(WeightDecay);
             var momentum = Vector256.Create(Momentum);
@@ -168,7 +210,7 @@ public sealed class Sgd : OptimizerAlgorithm
             ref float b = ref MemoryMarshal.GetReference(buffer);
 
             int width = Vector256<float>.Count;
-            int i = 0;
+            int i = start;
             for (; i <= param.Length - width; i += width)
             {
                 var p_i = Vector256.LoadUnsafe(ref p, (nuint)i);
@@ -195,7 +237,51 @@ public sealed class Sgd : OptimizerAlgorithm
                 Vector256.FusedMultiplyAdd(d_p, negativeLr, p_i).StoreUnsafe(ref p, (nuint)i);
             }
 
-            RunPlain(param, grad, buffer, i);
+            return i;
+        }
+
+        // The 256-bit loop in 512-bit vectors; FMA rounds correctly at every width, so the bits are the same.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private int RunVector512(Span<float> param, ReadOnlySpan<float> grad, Span<float> buffer)
+        {
+            var weightDecay = Vector512.Create(WeightDecay);
+            var momentum = Vector512.Create(Momentum);
+            var oneMinusDampening = Vector512.Create(OneMinusDampening);
+            var negativeLr = Vector512.Create(NegativeLr);
+
+            ref float p = ref MemoryMarshal.GetReference(param);
+            ref float g = ref MemoryMarshal.GetReference(grad);
+            ref float b = ref MemoryMarshal.GetReference(buffer);
+
+            int width = Vector512<float>.Count;
+            int i = 0;
+            for (; i <= param.Length - width; i += width)
+            {
+                var p_i = Vector512.LoadUnsafe(ref p, (nuint)i);
+                var d_p = Vector512.LoadUnsafe(ref g, (nuint)i);
+                if (Maximize)
+                {
+                    d_p = -d_p;
+                }
+
+                if (ApplyWeightDecay)
+                {
+                    d_p = Vector512.FusedMultiplyAdd(p_i, weightDecay, d_p);
+                }
+
+                if (HasMomentum)
+                {
+                    var buf = FirstMomentumStep
+                        ? d_p
+                        : Vector512.FusedMultiplyAdd(d_p, oneMinusDampening, Vector512.LoadUnsafe(ref b, (nuint)i) * momentum);
+                    buf.StoreUnsafe(ref b, (nuint)i);
+                    d_p = Nesterov ? Vector512.FusedMultiplyAdd(buf, momentum, d_p) : buf;
+                }
+
+                Vector512.FusedMultiplyAdd(d_p, negativeLr, p_i).StoreUnsafe(ref p, (nuint)i);
+            }
+
+            return i;
         }
     }
 }

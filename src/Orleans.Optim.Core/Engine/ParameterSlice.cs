@@ -58,7 +58,21 @@ public sealed class ParameterSlice
     /// <param name="globalStep">The optimizer's step number, counted from 1.</param>
     /// <param name="path">Which kernel implementation runs.</param>
     /// <exception cref="ArgumentException">The gradient's length differs from the slice's.</exception>
-    public void Step(ReadOnlySpan<float> gradient, bool hasGradient, long globalStep, KernelPath path)
+    public void Step(ReadOnlySpan<float> gradient, bool hasGradient, long globalStep, KernelPath path) =>
+        Step(gradient, hasGradient, globalStep, path, KernelParallelism.None);
+
+    /// <summary>
+    /// Applies step <paramref name="globalStep"/> as <see cref="Step(ReadOnlySpan{float}, bool, long, KernelPath)"/>
+    /// does, with the update split over up to <see cref="KernelParallelism.MaxThreads"/> threads where the algorithm
+    /// supports it. The bits are the same as on one thread.
+    /// </summary>
+    /// <param name="gradient">The reduced gradient of the slice; ignored without <paramref name="hasGradient"/>.</param>
+    /// <param name="hasGradient">Whether the parameter has a gradient at this step.</param>
+    /// <param name="globalStep">The optimizer's step number, counted from 1.</param>
+    /// <param name="path">Which kernel implementation runs.</param>
+    /// <param name="parallelism">How many threads the update may use.</param>
+    /// <exception cref="ArgumentException">The gradient's length differs from the slice's.</exception>
+    public void Step(ReadOnlySpan<float> gradient, bool hasGradient, long globalStep, KernelPath path, KernelParallelism parallelism)
     {
         if (!hasGradient)
         {
@@ -77,7 +91,7 @@ public sealed class ParameterSlice
             OrderKey = new StateOrderKey(globalStep, ParamId);
         }
 
-        Algorithm.Step(Options, State, Values, gradient, path);
+        Algorithm.Step(Options, State, Values, gradient, path, parallelism);
     }
 
     /// <summary>Replaces values, state and options at once, as a committed <c>load_state_dict</c> or restore does.</summary>

@@ -5,9 +5,12 @@ using Orleans.Optim.Layout;
 
 namespace Orleans.Optim.Tests.Algorithms;
 
-/// <summary>The vectorized and plain kernels give identical bits, including on awkward values.</summary>
+/// <summary>The vectorized, 512-bit, chunked and plain kernels give identical bits, including on awkward values.</summary>
 public sealed class KernelPathTests
 {
+    // Every path other than Plain.
+    private static readonly KernelPath[] VectorPaths = Enum.GetValues<KernelPath>().Where(path => path != KernelPath.Plain).ToArray();
+
     public static TheoryData<string, string> Configurations() => new()
     {
         { "SGD", "lr=0.1" },
@@ -48,8 +51,9 @@ public sealed class KernelPathTests
     [MemberData(nameof(Configurations))]
     public void VectorizedEqualsPlainBits(string algorithm, string options)
     {
-        // 8 floats per 256-bit vector: 1000 elements use the vector loop 125 times, 1003 leave a tail of 3. Eight
-        // steps reach RAdam's rectified branch, which starts at step 6 with betas[1]=0.999.
+        // 8 floats per 256-bit vector: 1000 elements use the vector loop 125 times, 1003 leave a tail of 3. With
+        // 16 floats per 512-bit vector, 1000 leave one 256-bit vector, 1003 one vector and a tail of 3, and 165 a
+        // tail of 5. Eight steps reach RAdam's rectified branch, which starts at step 6 with betas[1]=0.999.
         long[][] shapes = [[1000], [1003], [7], [33, 5]];
         var random = new Random(11);
         var initial = shapes.Select(s => RandomValues(random, (int)s.Aggregate(1L, (a, b) => a * b), special: true)).ToList();
@@ -60,22 +64,148 @@ public sealed class KernelPathTests
             Groups = [new ParamGroupSpec([], shapes.Select(s => new ParameterSpec(null, s)).ToList())],
         };
         var plain = new LocalOptimizer(spec, initial.Select(v => (float[])v.Clone()).ToList(), KernelPath.Plain);
-        var vectorized = new LocalOptimizer(spec, initial.Select(v => (float[])v.Clone()).ToList(), KernelPath.Vectorized);
+        var vectorized = VectorPaths.Select(path => new LocalOptimizer(spec, initial.Select(v => (float[])v.Clone()).ToList(), path)).ToList();
 
         for (int step = 0; step < 8; step++)
         {
             var gradients = initial.Select(v => (float[]?)RandomValues(random, v.Length, special: step % 2 == 1)).ToList();
             plain.Step(gradients);
-            vectorized.Step(gradients);
+            foreach (var optimizer in vectorized)
+            {
+                optimizer.Step(gradients);
+            }
         }
 
-        for (int id = 0; id < shapes.Length; id++)
+        foreach (var optimizer in vectorized)
         {
-            Assert.Null(StateDictComparison.ArrayDifference(plain.Parameter(id), vectorized.Parameter(id)));
+            for (int id = 0; id < shapes.Length; id++)
+            {
+                Assert.Null(StateDictComparison.ArrayDifference(plain.Parameter(id), optimizer.Parameter(id)));
+            }
+
+            Assert.Null(StateDictComparison.FirstDifference(plain.StateDict(), optimizer.StateDict()));
+        }
+    }
+
+    public static TheoryData<string, string> ChunkedConfigurations() => new()
+    {
+        { "SGD", "lr=0.1" },
+        { "SGD", "lr=0.1,momentum=0.9,dampening=0.3,weight_decay=0.01,maximize=True" },
+        { "SGD", "lr=0.05,momentum=0.8,nesterov=True,weight_decay=0.001" },
+        { "Adam", "lr=0.001" },
+        { "Adam", "lr=0.01,amsgrad=True,weight_decay=0.1,maximize=True" },
+        { "AdamW", "lr=0.5,amsgrad=True,weight_decay=0.3,maximize=True" },
+    };
+
+    [Theory]
+    [MemberData(nameof(ChunkedConfigurations))]
+    public void ChunkedEqualsPlainBits(string algorithmName, string options)
+    {
+        // Chunks start at multiples of 64 elements. Over 3 threads, 1003 elements split into 384 + 384 + 235, and
+        // the last chunk ends with a 512-bit loop, one 256-bit vector and a tail of 3. 4099 elements split into
+        // 1408 + 1408 + 1283. 130 elements make two chunks of at least 64, 128 + 2. 100 elements are fewer than two
+        // chunks and stay on the calling thread.
+        var algorithm = OptimizerAlgorithms.Get(algorithmName);
+        var parsed = ParseGroup(algorithm, options);
+        var parallelism = new KernelParallelism(maxThreads: 3, minChunkElements: 64);
+        var random = new Random(12);
+        foreach (int length in new[] { 1003, 4099, 130, 100 })
+        {
+            float[] initial = RandomValues(random, length, special: true);
+            var plainParam = (float[])initial.Clone();
+            var plainState = algorithm.CreateState(parsed, length);
+            var chunked = VectorPaths.Append(KernelPath.Plain)
+                .Select(path => (Path: path, Param: (float[])initial.Clone(), State: algorithm.CreateState(parsed, length)))
+                .ToList();
+
+            for (int step = 0; step < 4; step++)
+            {
+                float[] grad = RandomValues(random, length, special: step % 2 == 1);
+                algorithm.Step(parsed, plainState, plainParam, grad, KernelPath.Plain);
+                foreach (var (path, param, state) in chunked)
+                {
+                    algorithm.Step(parsed, state, param, grad, path, parallelism);
+                }
+            }
+
+            foreach (var (path, param, state) in chunked)
+            {
+                Assert.True(BitsEqual(plainParam, param), $"{path} chunked, {length} elements: the parameter differs from the plain path's.");
+                foreach (var entry in plainState.Entries)
+                {
+                    var other = state[entry.Name];
+                    Assert.Equal(entry.Number, other.Number);
+                    Assert.True(
+                        entry.Values is null ? other.Values is null : other.Values is not null && BitsEqual(entry.Values, other.Values),
+                        $"{path} chunked, {length} elements: state entry '{entry.Name}' differs from the plain path's.");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void ChunkCountFollowsMinimumChunk()
+    {
+        var parallelism = new KernelParallelism(maxThreads: 4, minChunkElements: 1000);
+
+        Assert.Equal(1, parallelism.ChunkCount(0));
+        Assert.Equal(1, parallelism.ChunkCount(1999));
+        Assert.Equal(2, parallelism.ChunkCount(2000));
+        Assert.Equal(4, parallelism.ChunkCount(1_000_000));
+        Assert.Equal(1, KernelParallelism.None.ChunkCount(1_000_000));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new KernelParallelism(0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new KernelParallelism(2, minChunkElements: 0));
+    }
+
+    [Theory]
+    [InlineData("Adam", "lr=0.001")]
+    [InlineData("SGD", "lr=0.1,momentum=0.9")]
+    public void ShortGradientIsRejected(string algorithmName, string options)
+    {
+        var algorithm = OptimizerAlgorithms.Get(algorithmName);
+        var parsed = ParseGroup(algorithm, options);
+        var state = algorithm.CreateState(parsed, 100);
+
+        foreach (var path in Enum.GetValues<KernelPath>())
+        {
+            var error = Assert.Throws<ArgumentException>(() => algorithm.Step(parsed, state, new float[100], new float[99], path));
+            Assert.Contains("The gradient has 99 elements, but the slice has 100.", error.Message);
+        }
+    }
+
+    [Fact]
+    public void SgdFirstMomentumStepFillsBuffer()
+    {
+        // The first momentum step fills an uninitialized buffer, so every element must equal the gradient.
+        var sgd = new Sgd();
+        var options = ParseGroup(sgd, "lr=0.1,momentum=0.9");
+        var random = new Random(13);
+        float[] grad = RandomValues(random, 300_007, special: false);
+
+        foreach (var path in Enum.GetValues<KernelPath>())
+        {
+            var state = sgd.CreateState(options, grad.Length);
+            sgd.Step(options, state, new float[grad.Length], grad, path, new KernelParallelism(maxThreads: 2, minChunkElements: 64));
+
+            Assert.True(BitsEqual(grad, state.Tensor("momentum_buffer")), $"{path}: the momentum buffer differs from the gradient.");
+        }
+    }
+
+    // Parses the algorithm's defaults with the given "key=value" pairs in their place.
+    private static AlgorithmOptions ParseGroup(OptimizerAlgorithm algorithm, string options)
+    {
+        var group = new Dictionary<string, object?>(algorithm.Defaults);
+        foreach (var (key, value) in ParseOptions(options))
+        {
+            group[key] = value;
         }
 
-        Assert.Null(StateDictComparison.FirstDifference(plain.StateDict(), vectorized.StateDict()));
+        return algorithm.ParseOptions(group, 0);
     }
+
+    private static bool BitsEqual(float[] expected, float[] actual) =>
+        System.Runtime.InteropServices.MemoryMarshal.AsBytes(expected.AsSpan())
+            .SequenceEqual(System.Runtime.InteropServices.MemoryMarshal.AsBytes(actual.AsSpan()));
 
     // Reads "key=value" pairs separated by commas. A value is True, False, a tuple "(a b)", an int (no '.' or exponent)
     // or a float, with Python's types.

@@ -6,7 +6,7 @@ using Orleans.Optim.Tests.Infrastructure;
 
 namespace Orleans.Optim.Tests.Algorithms;
 
-/// <summary>Every fixture replayed in one process on both kernel paths, without Orleans.</summary>
+/// <summary>Every fixture replayed in one process on every kernel path, without Orleans.</summary>
 public sealed class LocalReplayTests
 {
     public static TheoryData<string> Cases() => ConformanceClusterTests.Cases();
@@ -18,7 +18,7 @@ public sealed class LocalReplayTests
         var referenceCase = ReferenceCase.Load(Path.Combine(RepositoryPaths.TorchFixtures, caseName + ".json"));
         var ids = referenceCase.ParamIndicesById;
 
-        foreach (var path in new[] { KernelPath.Plain, KernelPath.Vectorized })
+        foreach (var path in Enum.GetValues<KernelPath>())
         {
             var optimizer = new LocalOptimizer(referenceCase.ToSpec(maxShardElements: 6), ids.Select(i => (float[])referenceCase.ParamsInitial[i].Clone()).ToList(), path);
             foreach (var step in referenceCase.Steps)
