@@ -1,6 +1,9 @@
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Orleans.Optim.Hosting;
+using Orleans.Optim.Security;
 
 // One Orleans.Optim silo. Settings come from appsettings.json, environment variables (Optim__Silo__SiloPort=11112)
 // and the command line (--Optim:Silo:SiloPort=11112), later sources winning.
@@ -12,15 +15,18 @@ try
     CheckClustering(builder.Configuration);
     settings = builder.Configuration.GetSection(SiloSettings.SectionName).Get<SiloSettings>() ?? new SiloSettings();
     settings.Validate();
+
+    // Reads the TLS certificate files, so an unusable certificate fails here too.
+    builder.UseOrleans(silo => silo.ConfigureOptimizerSilo(settings));
 }
 catch (Exception e) when (e is ArgumentException or InvalidOperationException)
 {
-    // A value that does not parse (SiloPort=abc) or fails validation: one line, no stack trace.
+    // A value that does not parse (SiloPort=abc), fails validation or names an unusable certificate: one line, no
+    // stack trace, and never the certificate password.
     Console.Error.WriteLine($"error: {e.Message}");
     return 1;
 }
 
-builder.UseOrleans(silo => silo.ConfigureOptimizerSilo(settings));
 using var host = builder.Build();
 try
 {
@@ -33,6 +39,8 @@ catch (Exception e) when (e is not OutOfMemoryException)
     return 1;
 }
 
+var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Orleans.Optim.Silo");
+SiloLog.Started(logger, settings, host.Services.GetService<ClusterCertificate>());
 await host.WaitForShutdownAsync();
 return 0;
 

@@ -11,7 +11,7 @@ internal static class SiloStartFailure
               "(for a local Azurite: scripts/azurite.sh start) and that the silo and gateway ports are free."
             : "Check that the silo and gateway ports are free and that the primary silo (PrimarySiloPort) runs.";
 
-        return $"The silo failed to start ({settings.Clustering} clustering, silo port {settings.SiloPort}, " +
+        return $"The silo failed to start ({settings.Clustering} clustering, address {settings.ListenAddress}, silo port {settings.SiloPort}, " +
                $"gateway port {settings.GatewayPort}): {FirstLine(Cause(exception).Message)} {hint}";
     }
 

@@ -7,23 +7,28 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Optim.Cli.Hosting;
 using Orleans.Optim.Client;
+using Orleans.Optim.Security;
 
 namespace Orleans.Optim.Cli.Commands;
 
 /// <summary>
 /// The options that choose a cluster: none starts an embedded cluster in this process; <c>--gateway</c> connects to
 /// silos started separately with localhost clustering; <c>--azure-storage</c> (or the environment variable
-/// <see cref="AzureStorageVariable"/>) connects to silos that keep their membership table in Azure Storage.
+/// <see cref="AzureStorageVariable"/>) connects to silos that keep their membership table in Azure Storage; the
+/// <c>--tls-*</c> options connect to either kind with mutual TLS.
 /// </summary>
 public sealed class ClusterOptions
 {
     /// <summary>Environment variable read in place of <c>--azure-storage</c> when neither it nor <c>--gateway</c> is given.</summary>
     public const string AzureStorageVariable = "ORLEANS_OPTIM_AZURE_STORAGE";
 
+    /// <summary>Environment variable with the password of <c>--tls-certificate</c> when <c>--tls-password-env</c> is not given.</summary>
+    public const string TlsPasswordVariable = "ORLEANS_OPTIM_TLS_PASSWORD";
+
     /// <summary>Gateway addresses of silos started separately.</summary>
     public Option<string[]> Gateways { get; } = new("--gateway")
     {
-        Description = "Gateway of a silo started separately, as PORT or 127.0.0.1:PORT; repeat for several silos. Without it and without --azure-storage, an embedded cluster starts in this process.",
+        Description = "Gateway of a silo started separately, as PORT, 127.0.0.1:PORT or [::1]:PORT; repeat for several silos. Without it and without --azure-storage, an embedded cluster starts in this process.",
         AllowMultipleArgumentsPerToken = false,
     };
 
@@ -58,6 +63,31 @@ public sealed class ClusterOptions
         DefaultValueFactory = _ => 120,
     };
 
+    /// <summary>Certificate file for mutual TLS with the silos.</summary>
+    public Option<string> TlsCertificate { get; } = new("--tls-certificate")
+    {
+        Description = "PFX (PKCS#12) file with the cluster certificate and its private key, for silos started with " +
+            "--Optim:Silo:Tls:CertificatePath: the client then connects with mutual TLS. The file's password is read from " +
+            $"the environment variable that --tls-password-env names ({TlsPasswordVariable} by default), never from the command line.",
+        HelpName = "PATH",
+    };
+
+    /// <summary>Name of the environment variable with the certificate's password.</summary>
+    public Option<string> TlsPasswordEnvironment { get; } = new("--tls-password-env")
+    {
+        Description = $"Name of the environment variable that contains the password of --tls-certificate. Default {TlsPasswordVariable}; " +
+            "when that is not set, the file is opened without a password.",
+        HelpName = "NAME",
+    };
+
+    /// <summary>CA certificate whose issued gateway certificates the client accepts.</summary>
+    public Option<string> TlsCaCertificate { get; } = new("--tls-ca-certificate")
+    {
+        Description = "CA certificate (PEM or DER file) whose issued certificates the client accepts from the gateways, " +
+            "besides the --tls-certificate itself; the silos' Optim:Silo:Tls:CaCertificatePath.",
+        HelpName = "PATH",
+    };
+
     /// <summary>Number of silos of the embedded cluster.</summary>
     public Option<int> Silos { get; } = new("--silos")
     {
@@ -74,12 +104,16 @@ public sealed class ClusterOptions
         command.Options.Add(ServiceId);
         command.Options.Add(Silos);
         command.Options.Add(ResponseTimeout);
+        command.Options.Add(TlsCertificate);
+        command.Options.Add(TlsPasswordEnvironment);
+        command.Options.Add(TlsCaCertificate);
     }
 
     /// <summary>Connects to the chosen cluster, or starts the embedded one.</summary>
     /// <exception cref="ArgumentException">
     /// A gateway is not a loopback address with a valid port, <c>--gateway</c> and <c>--azure-storage</c> are both
-    /// given, or the connection string is invalid.
+    /// given, the connection string is invalid, or a TLS option is given without a cluster to use it on or names an
+    /// unusable certificate.
     /// </exception>
     /// <exception cref="CommandException">The client cannot connect to the cluster within the connect timeout.</exception>
     public async Task<ClusterConnection> ConnectAsync(ParseResult parseResult, TextWriter output, string? embeddedCheckpointPath = null)
@@ -102,9 +136,10 @@ public sealed class ClusterOptions
         }
 
         var responseTimeout = TimeSpan.FromSeconds(responseSeconds);
+        var tls = LoadCertificate(parseResult);
         if (gateways.Length > 0)
         {
-            return await ConnectThroughGatewaysAsync(gateways.Select(ParseGatewayPort).ToList(), clusterId, serviceId, responseTimeout, output);
+            return await ConnectThroughGatewaysAsync(gateways.Select(ParseGateway).ToList(), clusterId, serviceId, responseTimeout, tls, output);
         }
 
         string source = "--azure-storage";
@@ -116,7 +151,14 @@ public sealed class ClusterOptions
 
         if (azureStorage is not null)
         {
-            return await ConnectThroughAzureStorageAsync(azureStorage, source, clusterId, serviceId, responseTimeout, output);
+            return await ConnectThroughAzureStorageAsync(azureStorage, source, clusterId, serviceId, responseTimeout, tls, output);
+        }
+
+        if (tls is not null)
+        {
+            throw new ArgumentException(
+                "Invalid options: --tls-certificate needs --gateway or --azure-storage, because the embedded cluster runs in " +
+                "this process and its traffic stays inside it. Give the silos to connect to, or remove --tls-certificate.");
         }
 
         int silos = parseResult.GetValue(Silos);
@@ -130,21 +172,61 @@ public sealed class ClusterOptions
         return new ClusterConnection(embedded.Client, embedded.DisposeAsync);
     }
 
-    private static async Task<ClusterConnection> ConnectThroughGatewaysAsync(List<int> ports, string clusterId, string serviceId, TimeSpan responseTimeout, TextWriter output)
+    /// <summary>Loads the <c>--tls-certificate</c> file, or returns <see langword="null"/> when it is not given.</summary>
+    private ClusterCertificate? LoadCertificate(ParseResult parseResult)
     {
-        string route = $"127.0.0.1 port(s) {string.Join(", ", ports)}";
+        string? path = parseResult.GetValue(TlsCertificate);
+        string? passwordVariable = parseResult.GetValue(TlsPasswordEnvironment);
+        string? caPath = parseResult.GetValue(TlsCaCertificate);
+        if (path is null)
+        {
+            if (passwordVariable is not null)
+            {
+                throw OptionWithoutCertificate("--tls-password-env");
+            }
+
+            if (caPath is not null)
+            {
+                throw OptionWithoutCertificate("--tls-ca-certificate");
+            }
+
+            return null;
+        }
+
+        string variable = passwordVariable ?? TlsPasswordVariable;
+        string? password = Environment.GetEnvironmentVariable(variable);
+        if (passwordVariable is not null && password is null)
+        {
+            throw new ArgumentException(
+                $"Invalid --tls-password-env {passwordVariable}: the environment variable {passwordVariable} is not set. Set it to the " +
+                "password of --tls-certificate, or remove --tls-password-env for a file without a password.");
+        }
+
+        var names = new TlsSettingNames("--tls-certificate", $"the environment variable {variable}", "--tls-ca-certificate");
+        var settings = new TlsSettings { CertificatePath = path, CertificatePassword = password, CaCertificatePath = caPath };
+        return ClusterCertificate.Load(settings, names, CertificateUse.Client);
+    }
+
+    private static ArgumentException OptionWithoutCertificate(string option) =>
+        new($"Invalid options: {option} is given without --tls-certificate. Give the cluster certificate with --tls-certificate, or remove {option}.");
+
+    private static async Task<ClusterConnection> ConnectThroughGatewaysAsync(
+        List<IPEndPoint> gateways, string clusterId, string serviceId, TimeSpan responseTimeout, ClusterCertificate? tls, TextWriter output)
+    {
+        string route = string.Join("; ", gateways.GroupBy(g => g.Address).Select(g => $"{g.Key} port(s) {string.Join(", ", g.Select(e => e.Port))}"));
         var connection = await StartClientAsync(
-            client => client.ConfigureOptimizerClient(ports, clusterId, serviceId, responseTimeout),
+            client => UseTls(client.ConfigureOptimizerClient(gateways, clusterId, serviceId, responseTimeout), tls),
             clusterId,
             route,
             TimeSpan.FromSeconds(5),
-            "Check that the silos run with these --Optim:Silo:GatewayPort values and the same cluster id (--cluster-id).");
-        output.WriteLine($"Connected to the cluster through {route}.");
+            "Check that the silos run with these --Optim:Silo:GatewayPort values and the same cluster id (--cluster-id)" +
+            TlsHint(tls));
+        output.WriteLine($"Connected to the cluster through {route}{TlsDescription(tls)}.");
         return connection;
     }
 
     private static async Task<ClusterConnection> ConnectThroughAzureStorageAsync(
-        string connectionString, string source, string clusterId, string serviceId, TimeSpan responseTimeout, TextWriter output)
+        string connectionString, string source, string clusterId, string serviceId, TimeSpan responseTimeout, ClusterCertificate? tls, TextWriter output)
     {
         Uri tableEndpoint;
         try
@@ -164,15 +246,29 @@ public sealed class ClusterOptions
         // One connection attempt reads the membership table with the table client's retries (about 2 s when the
         // storage refuses connections), so the last attempt may start just before the connect timeout ends.
         var connection = await StartClientAsync(
-            client => client.ConfigureOptimizerClientWithAzureStorage(connectionString, clusterId, serviceId, responseTimeout),
+            client => UseTls(client.ConfigureOptimizerClientWithAzureStorage(connectionString, clusterId, serviceId, responseTimeout), tls),
             clusterId,
             route,
             TimeSpan.FromSeconds(20),
             "Check that the storage account accepts connections (for a local Azurite: scripts/azurite.sh start) and that " +
-            "the silos run with --Optim:Silo:Clustering=AzureStorage, the same connection string and the same cluster id (--cluster-id).");
-        output.WriteLine($"Connected to the cluster through {route}.");
+            "the silos run with --Optim:Silo:Clustering=AzureStorage, the same connection string and the same cluster id (--cluster-id)" +
+            TlsHint(tls));
+        output.WriteLine($"Connected to the cluster through {route}{TlsDescription(tls)}.");
         return connection;
     }
+
+    private static IClientBuilder UseTls(IClientBuilder client, ClusterCertificate? tls) =>
+        tls is null ? client : client.UseOptimizerTls(tls);
+
+    /// <summary>The end of a connection error's hint, about the TLS settings on both sides.</summary>
+    private static string TlsHint(ClusterCertificate? tls) => tls is null
+        ? ". If the silos run with TLS (Optim:Silo:Tls:CertificatePath), give their certificate with --tls-certificate."
+        : ", and that they run with TLS (Optim:Silo:Tls:CertificatePath) and a certificate that --tls-certificate matches: " +
+          "the same certificate, or one issued by the CA certificate both sides trust (--tls-ca-certificate).";
+
+    private static string TlsDescription(ClusterCertificate? tls) => tls is null
+        ? string.Empty
+        : $" with mutual TLS (certificate '{tls.Certificate.Subject}', thumbprint {tls.Certificate.Thumbprint})";
 
     /// <summary>
     /// Starts a client host, which retries its connection for <see cref="ClientConnection.DefaultConnectTimeout"/>, and
@@ -246,9 +342,12 @@ public sealed class ClusterOptions
         return line.EndsWith('.') ? line : line + ".";
     }
 
-    /// <summary>Parses <c>PORT</c>, <c>127.0.0.1:PORT</c>, <c>[::1]:PORT</c> or <c>localhost:PORT</c>.</summary>
+    /// <summary>
+    /// Parses <c>PORT</c> (on 127.0.0.1), <c>127.0.0.1:PORT</c>, <c>[::1]:PORT</c>, <c>localhost:PORT</c> (127.0.0.1),
+    /// or another loopback address with a port.
+    /// </summary>
     /// <exception cref="ArgumentException">The address is not loopback or the port is invalid.</exception>
-    public static int ParseGatewayPort(string gateway)
+    public static IPEndPoint ParseGateway(string gateway)
     {
         string host = "127.0.0.1";
         string portText = gateway;
@@ -259,11 +358,21 @@ public sealed class ClusterOptions
             portText = gateway[(colon + 1)..];
         }
 
-        bool loopback = host == "localhost" || (IPAddress.TryParse(host, out var address) && IPAddress.IsLoopback(address));
-        if (!loopback)
+        IPAddress? address = null;
+        if (host == "localhost")
+        {
+            address = IPAddress.Loopback;
+        }
+        else if (IPAddress.TryParse(host, out var parsed))
+        {
+            address = parsed;
+        }
+
+        if (address is null || !IPAddress.IsLoopback(address))
         {
             throw new ArgumentException(
-                $"Invalid --gateway '{gateway}': only loopback gateways (127.0.0.1, ::1, localhost) are supported, because silos listen on loopback only.");
+                $"Invalid --gateway '{gateway}': only loopback gateways (127.0.0.1, ::1, localhost) are supported, because silos " +
+                "with Localhost clustering listen on loopback only. For silos on other addresses, use --azure-storage.");
         }
 
         if (!int.TryParse(portText, NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port is < 1 or > 65535)
@@ -271,7 +380,7 @@ public sealed class ClusterOptions
             throw new ArgumentException($"Invalid --gateway '{gateway}': expected a port from 1 to 65535, such as 30000 or 127.0.0.1:30000.");
         }
 
-        return port;
+        return new IPEndPoint(address, port);
     }
 }
 

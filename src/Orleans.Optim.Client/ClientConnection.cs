@@ -1,7 +1,10 @@
 using System.Net;
 using Azure.Data.Tables;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Orleans.Configuration;
 using Orleans.Hosting;
+using Orleans.Optim.Security;
 
 namespace Orleans.Optim.Client;
 
@@ -44,14 +47,54 @@ public static class ClientConnection
             }
         }
 
-        client.UseStaticClustering(gatewayPorts.Select(port => new IPEndPoint(IPAddress.Loopback, port)).ToArray());
+        var gateways = gatewayPorts.Select(port => new IPEndPoint(IPAddress.Loopback, port)).ToList();
+        return client.ConfigureOptimizerClient(gateways, clusterId, serviceId, responseTimeout, connectTimeout);
+    }
+
+    /// <summary>
+    /// Connects through the given gateways on loopback addresses (such as 127.0.0.1 or ::1), the addresses where
+    /// silos with Localhost clustering listen, with the same response timeout and connection retries as the overload
+    /// that takes ports.
+    /// </summary>
+    /// <exception cref="ArgumentException">No gateway, an address that is not loopback, or a port outside 1..65535.</exception>
+    public static IClientBuilder ConfigureOptimizerClient(
+        this IClientBuilder client,
+        IReadOnlyList<IPEndPoint> gateways,
+        string clusterId = DefaultClusterId,
+        string serviceId = DefaultServiceId,
+        TimeSpan? responseTimeout = null,
+        TimeSpan? connectTimeout = null)
+    {
+        if (gateways.Count == 0)
+        {
+            throw new ArgumentException("Give at least one gateway, such as 127.0.0.1:30000.", nameof(gateways));
+        }
+
+        foreach (var gateway in gateways)
+        {
+            if (!IPAddress.IsLoopback(gateway.Address))
+            {
+                throw new ArgumentException(
+                    $"Invalid gateway {gateway}: expected a loopback address such as 127.0.0.1 or ::1, because silos with " +
+                    "Localhost clustering listen there only. For silos on other addresses, use AzureStorage clustering and " +
+                    $"{nameof(ConfigureOptimizerClientWithAzureStorage)}.",
+                    nameof(gateways));
+            }
+
+            if (gateway.Port is < 1 or > 65535)
+            {
+                throw new ArgumentException($"Invalid gateway port {gateway.Port}: expected a TCP port from 1 to 65535.", nameof(gateways));
+            }
+        }
+
+        client.UseStaticClustering(gateways.ToArray());
         return ConfigureCommon(client, clusterId, serviceId, responseTimeout, connectTimeout);
     }
 
     /// <summary>
     /// Connects through the gateways that the silos' Azure Table membership lists, in the storage account of
     /// <paramref name="connectionString"/> (Azurite on one machine), with the same response timeout and connection
-    /// retries as <see cref="ConfigureOptimizerClient"/>. The silos must run with
+    /// retries as <see cref="ConfigureOptimizerClient(IClientBuilder, IReadOnlyList{int}, string, string, TimeSpan?, TimeSpan?)"/>. The silos must run with
     /// <c>Optim:Silo:Clustering=AzureStorage</c>, the same connection string and the same cluster id.
     /// </summary>
     /// <exception cref="ArgumentException">The connection string is empty or not a storage connection string.</exception>
@@ -66,6 +109,18 @@ public static class ClientConnection
         var tables = CreateTableServiceClient(connectionString);
         client.UseAzureStorageClustering(options => options.TableServiceClient = tables);
         return ConfigureCommon(client, clusterId, serviceId, responseTimeout, connectTimeout);
+    }
+
+    /// <summary>
+    /// Connects to the gateways with mutual TLS: the client presents <paramref name="certificate"/> and accepts a
+    /// gateway's certificate by the cluster's rule (see <see cref="ClusterCertificate"/>). The silos must run with
+    /// <c>Optim:Silo:Tls:CertificatePath</c> set to a certificate that the rule accepts.
+    /// </summary>
+    public static IClientBuilder UseOptimizerTls(this IClientBuilder client, ClusterCertificate certificate)
+    {
+        client.Configure<ClientConnectionOptions>(options => options.ConfigureConnection(connection =>
+            connection.UseClientTls(certificate.CreateClientOptions(connection.ApplicationServices.GetService<ILoggerFactory>()))));
+        return client;
     }
 
     private static TableServiceClient CreateTableServiceClient(string connectionString)

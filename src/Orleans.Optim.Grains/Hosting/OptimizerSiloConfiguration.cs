@@ -1,11 +1,15 @@
 using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Orleans.Optim.Checkpoints;
 using Azure.Data.Tables;
 using Azure.Storage.Blobs;
 using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Hosting;
+using Orleans.Optim.Security;
 using Orleans.Serialization;
 using Orleans.Storage;
 
@@ -19,7 +23,8 @@ public static class OptimizerSiloConfiguration
 
     /// <summary>
     /// Configures the clustering and grain storage that <see cref="SiloSettings.Clustering"/> chooses, endpoints on
-    /// 127.0.0.1, and the optimizer grains.
+    /// <see cref="SiloSettings.ListenAddress"/>, mutual TLS when <see cref="SiloSettings.Tls"/> names a certificate,
+    /// and the optimizer grains.
     /// </summary>
     /// <remarks>
     /// <see cref="SiloClustering.Localhost"/> is the embedded default for one machine: all traffic stays on loopback,
@@ -27,10 +32,18 @@ public static class OptimizerSiloConfiguration
     /// <see cref="SiloClustering.AzureStorage"/> keeps the membership table in Azure Table storage and the grain state
     /// in Azure Blob storage, so no silo is special and the state outlives the silos.
     /// </remarks>
-    /// <exception cref="ArgumentException">The settings are invalid (see <see cref="SiloSettings.Validate"/>).</exception>
+    /// <exception cref="ArgumentException">
+    /// The settings are invalid (see <see cref="SiloSettings.Validate"/>), or the certificate files are not usable
+    /// (see <see cref="ClusterCertificate.Load"/>).
+    /// </exception>
     public static ISiloBuilder ConfigureOptimizerSilo(this ISiloBuilder silo, SiloSettings settings)
     {
         settings.Validate();
+        if (settings.Tls.IsEnabled)
+        {
+            silo.UseOptimizerTls(ClusterCertificate.Load(settings.Tls, SiloSettings.TlsNames, CertificateUse.Silo));
+        }
+
         if (settings.Clustering == SiloClustering.AzureStorage)
         {
             ConfigureAzureStorage(silo, settings);
@@ -61,13 +74,40 @@ public static class OptimizerSiloConfiguration
         return silo;
     }
 
+    /// <summary>
+    /// Makes the silo and gateway ports accept only TLS connections from peers that present a certificate the
+    /// cluster's rule accepts, and makes the silo present <paramref name="certificate"/> on its connections to other
+    /// silos. <see cref="ConfigureOptimizerSilo"/> calls it when <see cref="SiloSettings.Tls"/> names a certificate.
+    /// The certificate is also registered as a service, so the host can log which one it presents.
+    /// </summary>
+    public static ISiloBuilder UseOptimizerTls(this ISiloBuilder silo, ClusterCertificate certificate)
+    {
+        silo.Services.AddSingleton(certificate);
+
+        // NOTE: Orleans' TLS middleware logs a warning with a stack trace for every failed handshake, with no rate
+        // limit, so a client that retries without the right certificate adds about two entries a second per gateway.
+        silo.Configure<SiloConnectionOptions>(options =>
+        {
+            options.ConfigureSiloInboundConnection(connection => connection.UseServerTls(certificate.CreateServerOptions(LoggerFactory(connection))));
+            options.ConfigureGatewayInboundConnection(connection => connection.UseServerTls(certificate.CreateServerOptions(LoggerFactory(connection))));
+            options.ConfigureSiloOutboundConnection(connection => connection.UseClientTls(certificate.CreateClientOptions(LoggerFactory(connection))));
+        });
+        return silo;
+    }
+
+    private static ILoggerFactory? LoggerFactory(IConnectionBuilder connection) => connection.ApplicationServices.GetService<ILoggerFactory>();
+
     private static void ConfigureLocalhost(ISiloBuilder silo, SiloSettings settings)
     {
+        // Orleans' UseLocalhostClustering with the configured loopback address in place of 127.0.0.1.
+        var address = settings.ParseListenAddress();
         var primary = settings.PrimarySiloPort is { } port && port != settings.SiloPort
-            ? new IPEndPoint(IPAddress.Loopback, port)
+            ? new IPEndPoint(address, port)
             : null;
 
-        silo.UseLocalhostClustering(settings.SiloPort, settings.GatewayPort, primary, settings.ServiceId, settings.ClusterId);
+        silo.ConfigureEndpoints(address, settings.SiloPort, settings.GatewayPort, listenOnAnyHostAddress: false);
+        silo.UseDevelopmentClustering(primary);
+        ConfigureClusterIds(silo, settings);
         silo.AddMemoryGrainStorage(OptimizerSiloBuilderExtensions.StorageName);
     }
 
@@ -75,13 +115,22 @@ public static class OptimizerSiloConfiguration
     {
         string connectionString = settings.AzureStorageConnectionString!;
 
-        // The silo listens on, and advertises in the membership table, 127.0.0.1 only.
-        silo.ConfigureEndpoints(IPAddress.Loopback, settings.SiloPort, settings.GatewayPort, listenOnAnyHostAddress: false);
-        silo.Configure<ClusterOptions>(options =>
+        // The silo advertises its listen address in the membership table, and listens on every address of the host
+        // only when ListenOnAnyAddress is set.
+        var address = settings.ParseListenAddress();
+        silo.Configure<EndpointOptions>(options =>
         {
-            options.ClusterId = settings.ClusterId;
-            options.ServiceId = settings.ServiceId;
+            options.AdvertisedIPAddress = address;
+            options.SiloPort = settings.SiloPort;
+            options.GatewayPort = settings.GatewayPort;
+            if (settings.ListenOnAnyAddress)
+            {
+                var any = address.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any;
+                options.SiloListeningEndpoint = new IPEndPoint(any, settings.SiloPort);
+                options.GatewayListeningEndpoint = new IPEndPoint(any, settings.GatewayPort);
+            }
         });
+        ConfigureClusterIds(silo, settings);
         silo.UseAzureStorageClustering(options => options.TableServiceClient = new TableServiceClient(connectionString));
 
         // Orleans 10 stores grain state as Newtonsoft JSON unless the provider is given another serializer. The shard
@@ -99,4 +148,11 @@ public static class OptimizerSiloConfiguration
         // Sharded checkpoints go to the same account, so that any silo can restore any shard after a silo is lost.
         silo.Services.AddSingleton<ICheckpointStore>(_ => new AzureBlobCheckpointStore(connectionString, settings.Checkpoints.AzureContainer));
     }
+
+    private static void ConfigureClusterIds(ISiloBuilder silo, SiloSettings settings) =>
+        silo.Configure<ClusterOptions>(options =>
+        {
+            options.ClusterId = settings.ClusterId;
+            options.ServiceId = settings.ServiceId;
+        });
 }

@@ -1,5 +1,7 @@
+using System.Net;
 using Azure.Data.Tables;
 using Azure.Storage.Blobs;
+using Orleans.Optim.Security;
 using Orleans.Optim.Shards;
 
 namespace Orleans.Optim.Hosting;
@@ -19,11 +21,33 @@ public sealed class SiloSettings
     /// <summary>Orleans service id; keeps grain storage apart between deployments. Default <c>orleans-optim</c>.</summary>
     public string ServiceId { get; set; } = "orleans-optim";
 
-    /// <summary>Port for silo-to-silo traffic on 127.0.0.1. Default 11111.</summary>
+    /// <summary>Names of the <see cref="Tls"/> settings, for error messages.</summary>
+    public static readonly TlsSettingNames TlsNames = new(
+        $"{SectionName}:Tls:{nameof(TlsSettings.CertificatePath)}",
+        $"{SectionName}:Tls:{nameof(TlsSettings.CertificatePassword)}",
+        $"{SectionName}:Tls:{nameof(TlsSettings.CaCertificatePath)}");
+
+    /// <summary>Port for silo-to-silo traffic on <see cref="ListenAddress"/>. Default 11111.</summary>
     public int SiloPort { get; set; } = 11111;
 
-    /// <summary>Port clients connect to on 127.0.0.1. Default 30000.</summary>
+    /// <summary>Port clients connect to on <see cref="ListenAddress"/>. Default 30000.</summary>
     public int GatewayPort { get; set; } = 30000;
+
+    /// <summary>
+    /// IP address that the silo and gateway ports listen on and that the silo advertises to other silos and clients.
+    /// Only <see cref="SiloClustering.AzureStorage"/> accepts an address other than loopback. Default <c>127.0.0.1</c>.
+    /// </summary>
+    public string ListenAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>
+    /// Whether the ports listen on every address of the host (<c>0.0.0.0</c>, or <c>::</c> for an IPv6
+    /// <see cref="ListenAddress"/>) while <see cref="ListenAddress"/> is still the one advertised to the others; only
+    /// with <see cref="SiloClustering.AzureStorage"/>. Default <see langword="false"/>.
+    /// </summary>
+    public bool ListenOnAnyAddress { get; set; }
+
+    /// <summary>Mutual TLS between the silos and with clients; off until <see cref="TlsSettings.CertificatePath"/> is set.</summary>
+    public TlsSettings Tls { get; set; } = new();
 
     /// <summary>
     /// Silo port of the primary silo that the others join; <see langword="null"/> or equal to <see cref="SiloPort"/>
@@ -50,8 +74,10 @@ public sealed class SiloSettings
 
     /// <summary>Checks the settings.</summary>
     /// <exception cref="ArgumentException">
-    /// A port is outside 1..65535, the silo and gateway ports are the same, a shard setting is out of range, or the
-    /// Azure Storage settings do not match <see cref="Clustering"/>.
+    /// A port is outside 1..65535, the silo and gateway ports are the same, a shard setting is out of range, the
+    /// Azure Storage or listen address settings do not match <see cref="Clustering"/>, or a TLS setting is given
+    /// without <see cref="TlsSettings.CertificatePath"/>. The certificate files themselves are read by
+    /// <see cref="OptimizerSiloConfiguration.ConfigureOptimizerSilo"/>.
     /// </exception>
     public void Validate()
     {
@@ -83,6 +109,78 @@ public sealed class SiloSettings
         }
 
         ValidateClustering();
+        ValidateListenAddress();
+        ValidateTls();
+    }
+
+    /// <summary>Parses <see cref="ListenAddress"/>.</summary>
+    /// <exception cref="ArgumentException">The value is not an IP address, or is the unspecified address.</exception>
+    public IPAddress ParseListenAddress()
+    {
+        string key = $"{SectionName}:{nameof(ListenAddress)}";
+        if (!IPAddress.TryParse(ListenAddress, out var address))
+        {
+            throw new ArgumentException(
+                $"Invalid {key} '{ListenAddress}': expected an IP address such as 127.0.0.1 or ::1, not a host name.");
+        }
+
+        if (address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any))
+        {
+            throw new ArgumentException(
+                $"Invalid {key} '{ListenAddress}': other silos and clients connect to this address, so it must be one address of " +
+                $"this host. To listen on every address, set {SectionName}:{nameof(ListenOnAnyAddress)}=true and keep {key} the " +
+                "address that the others reach.");
+        }
+
+        return address;
+    }
+
+    private void ValidateListenAddress()
+    {
+        var address = ParseListenAddress();
+        if (Clustering != SiloClustering.Localhost)
+        {
+            return;
+        }
+
+        if (!IPAddress.IsLoopback(address))
+        {
+            throw new ArgumentException(
+                $"Invalid {SectionName}:{nameof(ListenAddress)} '{ListenAddress}': Localhost clustering listens on a loopback " +
+                $"address only, such as 127.0.0.1 or ::1. Set {SectionName}:Clustering=AzureStorage to listen on another address, " +
+                "or give a loopback address.");
+        }
+
+        if (ListenOnAnyAddress)
+        {
+            throw new ArgumentException(
+                $"Invalid {SectionName}:{nameof(ListenOnAnyAddress)} true: Localhost clustering listens on a loopback address " +
+                $"only. Set {SectionName}:Clustering=AzureStorage to listen on every address, or remove the setting.");
+        }
+    }
+
+    private void ValidateTls()
+    {
+        if (Tls.IsEnabled)
+        {
+            return;
+        }
+
+        if (!string.IsNullOrEmpty(Tls.CaCertificatePath))
+        {
+            throw new ArgumentException(
+                $"Missing {TlsNames.CertificatePath}: {TlsNames.CaCertificatePath} is set, but TLS needs the " +
+                "silo's own certificate. Give the path of a PFX (PKCS#12) file with the certificate and its private key, " +
+                $"or remove {TlsNames.CaCertificatePath}.");
+        }
+
+        if (!string.IsNullOrEmpty(Tls.CertificatePassword))
+        {
+            // The message names the setting, never its value.
+            throw new ArgumentException(
+                $"Missing {TlsNames.CertificatePath}: {TlsNames.CertificatePassword} is set, but no certificate " +
+                $"file is. Give the path of the PFX file it opens, or remove {TlsNames.CertificatePassword}.");
+        }
     }
 
     private void ValidateClustering()

@@ -61,6 +61,31 @@ public sealed class AzureStorageClusterTests(AzuriteFixture azurite, ITestOutput
     }
 
     [Fact]
+    public async Task TrainingRunsOverTls()
+    {
+        // A PFX file without a password, which the silos and the client open without one.
+        using var certificate = TestCertificates.Create("orleans-optim-azure-tls-test");
+        string path = TestCertificates.WritePfx(certificate, Path.Combine(_folder, "cluster.pfx"), password: null);
+        await StartSilosAsync(2, ("Tls:CertificatePath", path));
+
+        var result = CommandRunner.RunClient(
+            ["train", "--azure-storage", azurite.ConnectionString, "--cluster-id", _clusterId, "--epochs", "1", "--checkpoint-dir", "run", "--tls-certificate", path],
+            _folder);
+        var plain = CommandRunner.RunClient(
+            ["train", "--azure-storage", azurite.ConnectionString, "--cluster-id", _clusterId, "--epochs", "1", "--checkpoint-dir", "plain"],
+            _folder,
+            TimeSpan.FromSeconds(90));
+
+        Assert.True(result.ExitCode == 0, result.Error);
+        Assert.Contains($"/devstoreaccount1 with mutual TLS (certificate 'CN=orleans-optim-azure-tls-test', thumbprint {certificate.Thumbprint}).", result.Output);
+        Assert.Contains("4 parameters in 4 shards on 2 silo(s)", result.Output);
+        Assert.Contains("epoch   1/1", result.Output);
+        Assert.Equal(1, plain.ExitCode);
+        Assert.StartsWith($"error: Cannot connect to the cluster '{_clusterId}' through the Azure Table membership", plain.Error);
+        Assert.Contains("give their certificate with --tls-certificate", plain.Error);
+    }
+
+    [Fact]
     public async Task GrainStateBlobsUseOrleansBinarySerializer()
     {
         // Writing every step puts the Adam state (exp_avg, exp_avg_sq) into the blobs, not only the initial values.

@@ -47,6 +47,53 @@ public sealed class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public void TrainRejectsTlsWithEmbeddedCluster()
+    {
+        using var certificate = TestCertificates.Create("orleans-optim-cli-test");
+        string path = TestCertificates.WritePfx(certificate, Path.Combine(_folder, "cluster.pfx"), password: null);
+
+        var result = CommandRunner.RunClient(["train", "--tls-certificate", path], _folder);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.StartsWith("error: Invalid options: --tls-certificate needs --gateway or --azure-storage", result.Error);
+    }
+
+    [Fact]
+    public void TrainRejectsTlsOptionsWithoutCertificate()
+    {
+        var ca = CommandRunner.RunClient(["train", "--gateway", "30000", "--tls-ca-certificate", "ca.pem"], _folder);
+        var password = CommandRunner.RunClient(["train", "--gateway", "30000", "--tls-password-env", "SOME_VARIABLE"], _folder);
+
+        Assert.Equal(1, ca.ExitCode);
+        Assert.StartsWith("error: Invalid options: --tls-ca-certificate is given without --tls-certificate.", ca.Error);
+        Assert.Equal(1, password.ExitCode);
+        Assert.StartsWith("error: Invalid options: --tls-password-env is given without --tls-certificate.", password.Error);
+    }
+
+    [Fact]
+    public void TrainRejectsUnusableCertificate()
+    {
+        using var certificate = TestCertificates.Create("orleans-optim-cli-test");
+        string path = TestCertificates.WritePfx(certificate, Path.Combine(_folder, "cluster.pfx"), "cli-password-5");
+        string[] arguments = ["train", "--gateway", "30000", "--tls-certificate", path];
+
+        var unset = CommandRunner.RunClient([.. arguments, "--tls-password-env", "ORLEANS_OPTIM_TEST_UNSET"], _folder);
+        var wrong = CommandRunner.RunClient(arguments, _folder, environment: new Dictionary<string, string> { ["ORLEANS_OPTIM_TLS_PASSWORD"] = "wrong-password-6" });
+        var missing = CommandRunner.RunClient(["train", "--gateway", "30000", "--tls-certificate", "missing.pfx"], _folder);
+
+        Assert.Equal(1, unset.ExitCode);
+        Assert.StartsWith("error: Invalid --tls-password-env ORLEANS_OPTIM_TEST_UNSET: the environment variable ORLEANS_OPTIM_TEST_UNSET is not set.", unset.Error);
+        Assert.Equal(1, wrong.ExitCode);
+        Assert.StartsWith(
+            $"error: Cannot open the PFX file --tls-certificate '{path}' with the password from the environment variable ORLEANS_OPTIM_TLS_PASSWORD:",
+            wrong.Error);
+        Assert.DoesNotContain("wrong-password-6", wrong.Error);
+        Assert.Single(wrong.Error.Trim().Split('\n'));
+        Assert.Equal(1, missing.ExitCode);
+        Assert.StartsWith($"error: Invalid --tls-certificate 'missing.pfx': the file {Path.Combine(_folder, "missing.pfx")} was not found.", missing.Error);
+    }
+
+    [Fact]
     public void TrainRefusesUsedCheckpointDir()
     {
         var first = CommandRunner.RunClient(["train", "--epochs", "1", "--checkpoint-dir", "run"], _folder);

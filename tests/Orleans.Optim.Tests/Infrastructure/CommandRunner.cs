@@ -17,8 +17,9 @@ public static class CommandRunner
     /// <param name="workingDirectory">Working directory of the client.</param>
     /// <param name="timeout">Time limit; 3 minutes when <see langword="null"/>.</param>
     /// <param name="environment">
-    /// Environment variables to set. The client's Azure Storage variable is removed unless it is given here, so that
-    /// a developer's own setting does not turn the embedded cluster into a remote one.
+    /// Environment variables to set. The client's Azure Storage and TLS password variables are removed unless they are
+    /// given here, so that a developer's own settings do not turn the embedded cluster into a remote one or open a
+    /// certificate file.
     /// </param>
     public static CommandResult RunClient(
         IEnumerable<string> arguments,
@@ -34,6 +35,7 @@ public static class CommandRunner
             WorkingDirectory = workingDirectory,
         };
         startInfo.Environment.Remove(ClusterOptions.AzureStorageVariable);
+        startInfo.Environment.Remove(ClusterOptions.TlsPasswordVariable);
         foreach (var (name, value) in environment ?? new Dictionary<string, string>())
         {
             startInfo.Environment[name] = value;

@@ -39,7 +39,9 @@ public sealed class SiloProcess : IDisposable
     }
 
     /// <summary>Starts <c>dotnet Orleans.Optim.Silo.dll</c> with the given settings, each as <c>--Optim:Silo:KEY=VALUE</c>.</summary>
-    public static SiloProcess Start(IEnumerable<KeyValuePair<string, string>> settings)
+    /// <param name="settings">Settings under <c>Optim:Silo</c>.</param>
+    /// <param name="environment">Environment variables to set, such as <c>Optim__Silo__Tls__CertificatePassword</c>.</param>
+    public static SiloProcess Start(IEnumerable<KeyValuePair<string, string>> settings, IReadOnlyDictionary<string, string>? environment = null)
     {
         var startInfo = new ProcessStartInfo("dotnet")
         {
@@ -47,6 +49,11 @@ public sealed class SiloProcess : IDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            startInfo.Environment[name] = value;
+        }
+
         startInfo.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Orleans.Optim.Silo.dll"));
         foreach (var (key, value) in settings)
         {
@@ -74,6 +81,31 @@ public sealed class SiloProcess : IDisposable
         // Waiting again without a timeout lets the asynchronous output readers finish.
         _process.WaitForExit();
         return true;
+    }
+
+    /// <summary>Waits until the process has printed <paramref name="text"/>, polling its output.</summary>
+    /// <returns>Whether the text appeared within <paramref name="timeout"/>; false at once when the process exits without it.</returns>
+    public bool WaitForOutput(string text, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (Output.Contains(text, StringComparison.Ordinal))
+            {
+                return true;
+            }
+
+            if (_process.HasExited)
+            {
+                // The output readers may still hold the last lines.
+                _process.WaitForExit();
+                return Output.Contains(text, StringComparison.Ordinal);
+            }
+
+            Thread.Sleep(100);
+        }
+
+        return false;
     }
 
     /// <summary>Kills the silo process at once, as a crash would, and waits for it to exit.</summary>
