@@ -5,7 +5,7 @@ using Orleans.Optim.Security;
 /// <summary>Log lines of the silo host.</summary>
 internal static partial class SiloLog
 {
-    /// <summary>Logs where a started silo listens and whether its connections use TLS.</summary>
+    /// <summary>Logs where a started silo listens, whether its connections use TLS and where its dashboard is.</summary>
     public static void Started(ILogger logger, SiloSettings settings, ClusterCertificate? certificate)
     {
         string listening = settings.ListenOnAnyAddress
@@ -15,11 +15,12 @@ internal static partial class SiloLog
             ? "TLS off, so silo and client traffic is not encrypted"
             : $"mutual TLS with the certificate '{certificate.Certificate.Subject}' (thumbprint {certificate.Certificate.Thumbprint})" +
               (certificate.CaCertificate is { } ca ? $", also accepting certificates issued by '{ca.Subject}'" : string.Empty);
-        LogStarted(logger, settings.Clustering, settings.ClusterId, settings.SiloPort, settings.GatewayPort, listening, tls);
+        string dashboard = settings.DashboardPort is { } port ? $"Orleans Dashboard on http://127.0.0.1:{port}/" : "Orleans Dashboard off";
+        LogStarted(logger, settings.Clustering, settings.ClusterId, settings.SiloPort, settings.GatewayPort, listening, tls, dashboard);
     }
 
     [LoggerMessage(Level = LogLevel.Information,
-        Message = "Silo started: {Clustering} clustering, cluster id {ClusterId}, silo port {SiloPort} and gateway port {GatewayPort} on {Listening}; {Tls}.")]
+        Message = "Silo started: {Clustering} clustering, cluster id {ClusterId}, silo port {SiloPort} and gateway port {GatewayPort} on {Listening}; {Tls}; {Dashboard}.")]
     private static partial void LogStarted(
-        ILogger logger, SiloClustering clustering, string clusterId, int siloPort, int gatewayPort, string listening, string tls);
+        ILogger logger, SiloClustering clustering, string clusterId, int siloPort, int gatewayPort, string listening, string tls, string dashboard);
 }

@@ -66,6 +66,12 @@ public sealed class SiloSettings
     /// </summary>
     public string? AzureStorageConnectionString { get; set; }
 
+    /// <summary>
+    /// HTTP port of the Orleans Dashboard on 127.0.0.1, which shows silos, grain activations and call rates; none
+    /// turns the dashboard off. The dashboard has no authentication, so it never listens beyond loopback. Default none.
+    /// </summary>
+    public int? DashboardPort { get; set; }
+
     /// <summary>Settings of the shard grains (step timeout, persistence).</summary>
     public ShardOptions Shards { get; set; } = new();
 
@@ -74,8 +80,8 @@ public sealed class SiloSettings
 
     /// <summary>Checks the settings.</summary>
     /// <exception cref="ArgumentException">
-    /// A port is outside 1..65535, the silo and gateway ports are the same, a shard setting is out of range, the
-    /// Azure Storage or listen address settings do not match <see cref="Clustering"/>, or a TLS setting is given
+    /// A port is outside 1..65535, the silo, gateway and dashboard ports are not distinct, a shard setting is out of
+    /// range, the Azure Storage or listen address settings do not match <see cref="Clustering"/>, or a TLS setting is given
     /// without <see cref="TlsSettings.CertificatePath"/>. The certificate files themselves are read by
     /// <see cref="OptimizerSiloConfiguration.ConfigureOptimizerSilo"/>.
     /// </exception>
@@ -91,6 +97,17 @@ public sealed class SiloSettings
         if (SiloPort == GatewayPort)
         {
             throw new ArgumentException($"Invalid {SectionName}: SiloPort and GatewayPort are both {SiloPort}; give them different ports.");
+        }
+
+        if (DashboardPort is { } dashboard)
+        {
+            CheckPort(dashboard, nameof(DashboardPort));
+            if (dashboard == SiloPort || dashboard == GatewayPort)
+            {
+                throw new ArgumentException(
+                    $"Invalid {SectionName}:{nameof(DashboardPort)} {dashboard}: it is also the silo's " +
+                    $"{(dashboard == SiloPort ? nameof(SiloPort) : nameof(GatewayPort))}. Give the dashboard a port of its own.");
+            }
         }
 
         if (Shards.StepTimeout <= TimeSpan.Zero)
