@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using Orleans.Optim.Algorithms;
 using Orleans.Optim.Cli.Commands;
 using Orleans.Optim.Cli.Training;
@@ -24,7 +25,7 @@ if (parseResult.Errors.Count > 0 && !args.Any(a => a is "-h" or "--help" or "-?"
         Console.Error.WriteLine($"error: {parseError.Message}");
     }
 
-    Console.Error.WriteLine($"Run 'client {string.Join(' ', args.Take(1))} --help' for the options.");
+    Console.Error.WriteLine(HelpHint(parseResult));
     return 1;
 }
 
@@ -49,3 +50,17 @@ static string UserMessage(Exception e) => e switch
     ArgumentException { ParamName: { } name } argument => argument.Message.Replace($" (Parameter '{name}')", string.Empty, StringComparison.Ordinal),
     _ => e.Message,
 };
+
+// Names the command that was recognized, so that a misspelt command points to the list of commands.
+static string HelpHint(ParseResult parseResult)
+{
+    var names = new List<string>();
+    for (var result = parseResult.CommandResult; result.Parent is CommandResult parent; result = parent)
+    {
+        names.Insert(0, result.Command.Name);
+    }
+
+    return names.Count == 0
+        ? "Run 'client --help' for the commands."
+        : $"Run 'client {string.Join(' ', names)} --help' for the options.";
+}

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Configuration;
@@ -17,7 +18,7 @@ SiloSettings settings;
 try
 {
     CheckClustering(builder.Configuration);
-    settings = builder.Configuration.GetSection(SiloSettings.SectionName).Get<SiloSettings>() ?? new SiloSettings();
+    settings = BindSettings(builder.Configuration);
     settings.Validate();
     if (settings.DashboardPort is { } dashboardPort)
     {
@@ -74,6 +75,33 @@ static IHost Build(IHostApplicationBuilder builder)
     return ((HostApplicationBuilder)builder).Build();
 }
 
+// A misspelt key would otherwise leave its setting at the default without a word.
+static SiloSettings BindSettings(IConfiguration configuration)
+{
+    try
+    {
+        return configuration.GetSection(SiloSettings.SectionName).Get<SiloSettings>(options => options.ErrorOnUnknownConfiguration = true) ?? new SiloSettings();
+    }
+    catch (InvalidOperationException e) when (e.Message.Contains(nameof(BinderOptions.ErrorOnUnknownConfiguration), StringComparison.Ordinal))
+    {
+        // The binder names the unknown keys after a colon, such as "...on the instance of SiloSettings: 'Typo'".
+        string unknown = e.Message[(e.Message.LastIndexOf(": ", StringComparison.Ordinal) + 2)..];
+        throw new ArgumentException(
+            $"Unknown setting(s) under {SiloSettings.SectionName}: {unknown}. Check the spelling against the silo settings table in README.md.", e);
+    }
+    catch (InvalidOperationException e) when (ConversionFailure().Match(e.Message) is { Success: true } match)
+    {
+        string expected = match.Groups["type"].Value switch
+        {
+            "System.Int32" or "System.Int64" => "a whole number",
+            "System.Boolean" => "true or false",
+            "System.TimeSpan" => "a time span written hh:mm:ss, such as 00:01:00",
+            var type => $"a value of type {type}",
+        };
+        throw new ArgumentException($"Invalid {match.Groups["key"].Value} '{match.Groups["value"].Value}': expected {expected}.", e);
+    }
+}
+
 // The configuration binder's own message for an enum names the .NET type but not the values it accepts.
 static void CheckClustering(IConfiguration configuration)
 {
@@ -83,4 +111,11 @@ static void CheckClustering(IConfiguration configuration)
     {
         throw new ArgumentException($"Invalid {key} '{value}': expected {string.Join(" or ", Enum.GetNames<SiloClustering>())}.");
     }
+}
+
+// The binder's message for a value of the wrong type, such as SiloPort=abc.
+internal static partial class Program
+{
+    [GeneratedRegex(@"^Failed to convert configuration value '(?<value>.*)' at '(?<key>[^']+)' to type '(?<type>[^']+)'")]
+    private static partial Regex ConversionFailure();
 }

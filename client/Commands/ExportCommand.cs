@@ -76,6 +76,13 @@ public static class ExportCommand
                 if (count == 0)
                 {
                     Console.WriteLine($"No complete checkpoints in {checkpointStore.Describe()}.");
+                    string folder = parseResult.GetValue(store)!;
+                    if (parseResult.GetValue(azureStorage) is null && Directory.Exists(folder) && Directory.EnumerateDirectories(folder, "step-*").Any())
+                    {
+                        // The store contains one folder per optimizer, and each of those its step-* checkpoints.
+                        Console.WriteLine(
+                            $"'{folder}' contains step-* folders, so it looks like one optimizer's folder; give its parent folder as --store.");
+                    }
                 }
 
                 return 0;
@@ -161,7 +168,7 @@ public static class ExportCommand
         return owners.Count switch
         {
             1 => owners[0],
-            0 => throw new FileNotFoundException($"No complete checkpoint '{checkpoint}' in {store.Describe()}; list them with 'client checkpoints'."),
+            0 => throw new FileNotFoundException($"No complete checkpoint '{checkpoint}' in {store.Describe()}; list them with 'client checkpoints' and the same --store or --azure-storage option."),
             _ => throw new ArgumentException($"Checkpoint '{checkpoint}' exists for several optimizers ({string.Join(", ", owners)}); choose one with --optimizer."),
         };
     }

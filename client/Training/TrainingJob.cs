@@ -260,11 +260,16 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
             }
             catch (Exception e) when (IsClusterFailure(e) && attempt < RecoveryAttempts)
             {
-                output.WriteLine($"recovery attempt {attempt} failed: {e.Message.Split('\n')[0].Trim()}; trying again");
+                output.WriteLine($"recovery attempt {attempt} failed: {DescribeFailure(e)}; trying again");
                 await Task.Delay(TimeSpan.FromSeconds(2), cancellationToken);
             }
         }
     }
+
+    /// <summary>Describes a failed cluster call in one line, without the Orleans message dump of a timeout.</summary>
+    private static string DescribeFailure(Exception e) => e is TimeoutException
+        ? "no response within the response timeout, as when the cluster has not yet declared the lost silo dead"
+        : e.Message.Split('\n')[0].Trim();
 
     private static bool IsClusterFailure(Exception e) => e is TimeoutException or OrleansException or Orleans.Optim.Wire.OptimizerFaultException;
 

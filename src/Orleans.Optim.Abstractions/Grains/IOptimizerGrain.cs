@@ -85,6 +85,11 @@ public interface IOptimizerGrain : IGrainWithStringKey
     /// holds durably. Never steps on from a mixed state.
     /// </summary>
     /// <returns>The step the optimizer is at afterwards; workers continue from the next one.</returns>
+    /// <remarks>
+    /// The call waits up to 5 minutes, whatever the client's response timeout, because the coordinator itself waits
+    /// up to the silos' <c>Checkpoints:RecoveryTimeout</c> (default 2 minutes) for the shards of a dead silo.
+    /// </remarks>
+    [ResponseTimeout("00:05:00")]
     Task<long> Recover();
 
     /// <summary>

@@ -110,10 +110,8 @@ public sealed class SiloSettings
             }
         }
 
-        if (Shards.StepTimeout <= TimeSpan.Zero)
-        {
-            throw new ArgumentException($"Invalid {SectionName}:Shards:StepTimeout {Shards.StepTimeout}: expected a positive time span such as 00:01:00.");
-        }
+        CheckTimeout(Shards.StepTimeout, "Shards:StepTimeout", "00:01:00");
+        CheckTimeout(Checkpoints.RecoveryTimeout, "Checkpoints:RecoveryTimeout", "00:02:00");
 
         if (Checkpoints.KeepLast < 1)
         {
@@ -255,6 +253,19 @@ public sealed class SiloSettings
                 "DefaultEndpointsProtocol, AccountName, AccountKey, BlobEndpoint and TableEndpoint, such as the one " +
                 "`scripts/azurite.sh connection-string` prints.",
                 e);
+        }
+    }
+
+    /// <summary>Longest step or recovery timeout accepted; longer values are most likely a bare number read as days.</summary>
+    public static readonly TimeSpan MaxTimeout = TimeSpan.FromDays(1);
+
+    private static void CheckTimeout(TimeSpan value, string name, string example)
+    {
+        if (value <= TimeSpan.Zero || value > MaxTimeout)
+        {
+            throw new ArgumentException(
+                $"Invalid {SectionName}:{name} {value}: expected a positive time span of at most 1 day, written hh:mm:ss such as " +
+                $"{example}. A bare number such as 5 is read as days.");
         }
     }
 

@@ -29,6 +29,30 @@ public sealed class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public void CheckpointsCommandGuidesToStore()
+    {
+        var trained = CommandRunner.RunClient(["train", "--epochs", "1", "--sharded-checkpoint-every", "20", "--checkpoint-dir", "run"], _folder);
+        Assert.True(trained.ExitCode == 0, trained.Error);
+        string store = Path.Combine("run", "sharded");
+        string optimizer = Assert.Single(Directory.GetDirectories(Path.Combine(_folder, store)));
+
+        var listed = CommandRunner.RunClient(["checkpoints", "--store", store], _folder);
+        var tooDeep = CommandRunner.RunClient(["checkpoints", "--store", optimizer], _folder);
+        var missing = CommandRunner.RunClient(["export", "--store", store, "--checkpoint", "step-000000000999", "--out", "x.pt"], _folder);
+
+        Assert.True(listed.ExitCode == 0, listed.Error);
+        Assert.Contains($"{Path.GetFileName(optimizer)}  step-000000000020  step 20  Adam", listed.Output);
+        Assert.Equal(0, tooDeep.ExitCode);
+        Assert.Contains("No complete checkpoints in folder", tooDeep.Output);
+        Assert.Contains($"'{optimizer}' contains step-* folders, so it looks like one optimizer's folder; give its parent folder as --store.", tooDeep.Output);
+        Assert.Equal(1, missing.ExitCode);
+        Assert.Contains(
+            "No complete checkpoint 'step-000000000999' in folder", missing.Error);
+        Assert.Contains("list them with 'client checkpoints' and the same --store or --azure-storage option.", missing.Error);
+        Assert.False(File.Exists(Path.Combine(_folder, "x.pt")));
+    }
+
+    [Fact]
     public void TrainRejectsZeroWorkers()
     {
         var result = CommandRunner.RunClient(["train", "--workers", "0"], _folder);
@@ -132,6 +156,25 @@ public sealed class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public void MisspeltCommandPointsToCommandList()
+    {
+        var result = CommandRunner.RunClient(["trian"], _folder);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("error: Unrecognized command or argument 'trian'.", result.Error);
+        Assert.Contains("Run 'client --help' for the commands.", result.Error);
+    }
+
+    [Fact]
+    public void SubcommandParseErrorNamesWholeCommand()
+    {
+        var result = CommandRunner.RunClient(["bench", "kernel", "--elements", "x"], _folder);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("Run 'client bench kernel --help' for the options.", result.Error);
+    }
+
+    [Fact]
     public void UnreachableGatewayFailsWithinSeconds()
     {
         var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
@@ -203,6 +246,34 @@ public sealed class CommandLineTests : IDisposable
         Assert.Equal(1, result.ExitCode);
         Assert.Contains("Rejected global 'os.system'", result.Error);
         Assert.DoesNotContain("pwned", result.Output);
+    }
+
+    [Fact]
+    public void InspectAdvisesStateDictForPickledModule()
+    {
+        string path = Path.Combine(_folder, "linear.pt");
+        PythonTorch.Run("import sys, torch; torch.save(torch.nn.Linear(2, 2), sys.argv[1])", [path]);
+
+        var result = CommandRunner.RunClient(["inspect", path], _folder);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.StartsWith($"error: {path}: Rejected global 'torch.nn.modules.linear.Linear'", result.Error);
+        Assert.Contains("Save model.state_dict() or optimizer.state_dict() instead, which this reader accepts.", result.Error);
+    }
+
+    [Fact]
+    public void ExportToMissingFolderNamesFolder()
+    {
+        string missing = Path.Combine(_folder, "no-such-folder");
+        string source = Path.Combine(RepositoryPaths.TorchFixtures, "adam_amsgrad.pt");
+        var optimizer = Orleans.Optim.Formats.Pt.StateDictFiles.ReadOptimizer(source);
+
+        var error = Assert.Throws<DirectoryNotFoundException>(() => Orleans.Optim.Formats.Pt.StateDictFiles.WriteOptimizer(Path.Combine(missing, "optimizer.pt"), optimizer));
+
+        Assert.Equal(
+            $"Cannot write '{Path.Combine(missing, "optimizer.pt")}': the folder '{missing}' does not exist. Create it first, or give a path in an existing folder.",
+            error.Message);
+        Assert.False(Directory.Exists(missing));
     }
 
     [Fact]

@@ -44,14 +44,14 @@ public sealed class SiloProcessTests : IDisposable
     public void SiloRejectsInvalidPort()
     {
         var startInfo = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        startInfo.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Orleans.Optim.Silo.dll"));
+        startInfo.ArgumentList.Add(RepositoryPaths.SiloAssembly);
         startInfo.ArgumentList.Add("--Optim:Silo:SiloPort=abc");
         using var process = Process.Start(startInfo)!;
         string error = process.StandardError.ReadToEnd();
         Assert.True(process.WaitForExit(60_000));
 
         Assert.Equal(1, process.ExitCode);
-        Assert.StartsWith("error: Failed to convert configuration value 'abc'", error);
+        Assert.Equal("error: Invalid Optim:Silo:SiloPort 'abc': expected a whole number.", error.Trim());
     }
 
     private static string NameOf(string trainOutput)
@@ -84,7 +84,7 @@ public sealed class SiloProcessTests : IDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        startInfo.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Orleans.Optim.Silo.dll"));
+        startInfo.ArgumentList.Add(RepositoryPaths.SiloAssembly);
         startInfo.ArgumentList.Add($"--Optim:Silo:SiloPort={siloPort}");
         startInfo.ArgumentList.Add($"--Optim:Silo:GatewayPort={gatewayPort}");
         startInfo.ArgumentList.Add($"--Optim:Silo:PrimarySiloPort={primaryPort}");

@@ -9,6 +9,13 @@ public static class RepositoryPaths
     /// <summary>The project's own torch 1.13 reference cases.</summary>
     public static string TorchFixtures => Path.Combine(Root, "tests", "fixtures", "torch-1.13");
 
+    /// <summary>
+    /// The silo host in its own output folder, built by the test project's reference in the same configuration.
+    /// It runs from there because it is an ASP.NET Core app whose assemblies do not belong in the test folder.
+    /// </summary>
+    public static string SiloAssembly { get; } = Path.Combine(
+        Root, "silo", "bin", new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent!.Name, "net10.0", "Orleans.Optim.Silo.dll");
+
     private static string FindRoot()
     {
         for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)

@@ -54,7 +54,7 @@ public sealed class SiloProcess : IDisposable
             startInfo.Environment[name] = value;
         }
 
-        startInfo.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Orleans.Optim.Silo.dll"));
+        startInfo.ArgumentList.Add(RepositoryPaths.SiloAssembly);
         foreach (var (key, value) in settings)
         {
             startInfo.ArgumentList.Add($"--Optim:Silo:{key}={value}");

@@ -40,6 +40,26 @@ public sealed class PtReaderRejectionTests
         Assert.Equal(globalAt, error.Position);
     }
 
+    [Theory]
+    [InlineData("torch.nn.modules.linear", "Linear")]
+    [InlineData("torch.nn.modules.container", "Sequential")]
+    public void PickledTorchModuleGetsStateDictAdvice(string module, string name)
+    {
+        // torch.save(model) pickles the module object: its class, then its attributes.
+        var pickle = PickleBuilder.Start();
+        int globalAt = pickle.Position;
+        byte[] bytes = pickle.Global(module, name).Op(PickleOpcodes.EmptyTuple).Op(PickleOpcodes.Reduce).Stop();
+
+        var error = ReadFails(PtFile(bytes));
+
+        Assert.StartsWith($"Rejected global '{module}.{name}' in {PickleEntry} at byte {globalAt}:", error.Message);
+        Assert.EndsWith(
+            "The file looks like a whole PyTorch object saved with torch.save(model) or torch.save(optimizer). " +
+            "Save model.state_dict() or optimizer.state_dict() instead, which this reader accepts.",
+            error.Message);
+        Assert.DoesNotContain("may be malicious", error.Message);
+    }
+
     [Fact]
     public void ForbiddenStackGlobalRejected()
     {

@@ -85,14 +85,18 @@ public static class PtWriter
     /// </summary>
     /// <exception cref="ArgumentException">The tree is invalid, as listed for <see cref="Write"/>.</exception>
     /// <exception cref="InvalidOperationException">A <see cref="StreamedTensor"/> callback wrote the wrong number of bytes.</exception>
-    /// <exception cref="IOException">The file cannot be written.</exception>
+    /// <exception cref="IOException">The file cannot be written, or its folder does not exist.</exception>
     public static void WriteFile(string path, OrderedDictionary<object, object?> root, PtWriterOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         string fullPath = Path.GetFullPath(path);
-        string temporaryPath = Path.Combine(
-            Path.GetDirectoryName(fullPath) ?? ".",
-            "." + Path.GetFileName(fullPath) + "." + Guid.NewGuid().ToString("N")[..8] + ".tmp");
+        string folder = Path.GetDirectoryName(fullPath) ?? ".";
+        if (!Directory.Exists(folder))
+        {
+            throw new DirectoryNotFoundException($"Cannot write '{path}': the folder '{folder}' does not exist. Create it first, or give a path in an existing folder.");
+        }
+
+        string temporaryPath = Path.Combine(folder, "." + Path.GetFileName(fullPath) + "." + Guid.NewGuid().ToString("N")[..8] + ".tmp");
         try
         {
             using (var stream = new FileStream(temporaryPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize: 1 << 16))

@@ -158,14 +158,20 @@ internal sealed class TorchGlobal
         throw Rejected(module, name, entryName, position);
     }
 
-    private static PtFormatException Rejected(string module, string name, string entryName, long position) =>
-        new(
+    private static PtFormatException Rejected(string module, string name, string entryName, long position)
+    {
+        string allowed =
             $"Rejected global '{Printable(module)}.{Printable(name)}' in {entryName} at byte {position}: a .pt file may only reference collections.OrderedDict, " +
             "collections.Counter, torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter, torch storage classes, " +
-            "and the classes that the anneal_func of a OneCycleLR state dict pickles. " +
-            "The file may be malicious. Do not load it with torch.load either.",
-            entryName,
-            position);
+            "and the classes that the anneal_func of a OneCycleLR state dict pickles. ";
+
+        // torch.save(model) or torch.save(optimizer) pickles the object itself, the most common way to get here.
+        string advice = module.StartsWith("torch.nn.", StringComparison.Ordinal) || module.StartsWith("torch.optim.", StringComparison.Ordinal)
+            ? "The file looks like a whole PyTorch object saved with torch.save(model) or torch.save(optimizer). " +
+              "Save model.state_dict() or optimizer.state_dict() instead, which this reader accepts."
+            : "The file may be malicious. Do not load it with torch.load either.";
+        return new(allowed + advice, entryName, position);
+    }
 
     /// <summary>Returns text from a file that is safe to put in a message: at most 100 characters, control characters escaped.</summary>
     internal static string Printable(string text)
