@@ -130,7 +130,9 @@ public sealed class ClusterOptions
         return new ClusterConnection(embedded.Client, embedded.DisposeAsync);
     }
 
-    private static async Task<ClusterConnection> ConnectThroughGatewaysAsync(List<int> ports, string clusterId, string serviceId, TimeSpan responseTimeout, TextWriter output)
+    /// <summary>Connects a client to silos with localhost clustering through their gateway ports on 127.0.0.1.</summary>
+    /// <exception cref="CommandException">The client cannot connect within the connect timeout.</exception>
+    internal static async Task<ClusterConnection> ConnectThroughGatewaysAsync(List<int> ports, string clusterId, string serviceId, TimeSpan responseTimeout, TextWriter output)
     {
         string route = $"127.0.0.1 port(s) {string.Join(", ", ports)}";
         var connection = await StartClientAsync(

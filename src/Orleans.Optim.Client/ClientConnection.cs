@@ -2,6 +2,7 @@ using System.Net;
 using Azure.Data.Tables;
 using Orleans.Configuration;
 using Orleans.Hosting;
+using Orleans.Optim.Wire;
 
 namespace Orleans.Optim.Client;
 
@@ -112,6 +113,7 @@ public static class ClientConnection
             options.ServiceId = serviceId;
         });
         client.Configure<ClientMessagingOptions>(options => options.ResponseTimeout = responseTimeout ?? TimeSpan.FromMinutes(2));
+        client.Services.UseLargeTransportBuffers();
 
         var deadline = DateTime.UtcNow + (connectTimeout ?? DefaultConnectTimeout);
         client.UseConnectionRetryFilter(async (_, cancellationToken) =>

@@ -14,6 +14,13 @@ public sealed class ClusterOptimizerTests(ClusterFixture fixture)
 
     private static string NewName(string prefix) => $"{prefix}-{Interlocked.Increment(ref s_names)}";
 
+    private static Orleans.Serialization.Buffers.PooledBuffer Bytes(int count)
+    {
+        var buffer = new Orleans.Serialization.Buffers.PooledBuffer();
+        buffer.Write(new byte[count]);
+        return buffer;
+    }
+
     private static OptimizerSpec AdamSpec(int worldSize, int maxShardElements, params long[][] shapes) => new()
     {
         Algorithm = "Adam",
@@ -105,17 +112,17 @@ public sealed class ClusterOptimizerTests(ClusterFixture fixture)
         var optimizer = await ClusterOptimizer.CreateAsync(fixture.Client, NewName("bad-push"), spec, [new float[4]]);
         var shard = fixture.Client.GetGrain<Grains.IShardGrain>(Grains.ShardKeys.For(optimizer.Name, 0));
 
-        var badRank = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(1, 1, new byte[16]));
+        var badRank = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(1, 1, FloatBuffers.FromFloats(new float[4])));
         Assert.Contains("Invalid rank 1: expected 0 <= rank < world_size = 1", badRank.Message);
 
-        var badLength = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(1, 0, new byte[12]));
+        var badLength = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(1, 0, Bytes(12)));
         Assert.Contains("has 12 bytes; expected 16", badLength.Message);
 
-        var ahead = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(3, 0, new byte[16]));
+        var ahead = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(3, 0, FloatBuffers.FromFloats(new float[4])));
         Assert.Contains("Step 3 from rank 0 is too far ahead: the optimizer is at step 0", ahead.Message);
 
         await optimizer.StepAsync(0, [[1f, 1f, 1f, 1f]]);
-        var stale = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(1, 0, new byte[16]));
+        var stale = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(1, 0, FloatBuffers.FromFloats(new float[4])));
         Assert.Contains("Step 1 from rank 0 is already applied", stale.Message);
         Assert.Equal(1, (await shard.GetStatus()).Step);
     }
@@ -188,7 +195,7 @@ public sealed class ClusterOptimizerTests(ClusterFixture fixture)
         float[] gradient1 = RandomVector(random, 12);
 
         var partialPush = fixture.Client.GetGrain<Grains.IShardGrain>(Grains.ShardKeys.For(survivor.Name, 0))
-            .Step(1, 0, Tensors.FloatBytes.ToBytes(gradient0[..4]));
+            .Step(1, 0, FloatBuffers.FromFloats(gradient0[..4]));
         var error = await Assert.ThrowsAsync<OptimizerFaultException>(() => survivor.StepAsync(1, [gradient1]));
         var partialError = await Assert.ThrowsAsync<OptimizerFaultException>(() => partialPush);
         var statuses = await survivor.GetShardStatusesAsync();
