@@ -5,11 +5,14 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Optim.Cli.Commands;
+using Orleans.Optim.Cli.Conformance;
 using Orleans.Optim.Client;
 using Orleans.Optim.Coordinator;
 using Orleans.Optim.Grains;
 using Orleans.Optim.Hosting;
+using Orleans.Optim.Layout;
 using Orleans.Optim.Shards;
+using Orleans.Optim.StateDicts;
 using Orleans.Optim.Tests.Infrastructure;
 using Orleans.Optim.Wire;
 using Orleans.Serialization;
@@ -202,6 +205,65 @@ public sealed class AzureStorageClusterTests(AzuriteFixture azurite, ITestOutput
     }
 
     [Fact]
+    public async Task ThreeSiloCheckpointRestoresOnOne()
+    {
+        // An Adam optimizer of 2,080 elements in shards of 300, spread over three silos, takes three steps and a
+        // sharded checkpoint in the blob container.
+        await StartSilosAsync(3);
+        var spec = new OptimizerSpec
+        {
+            Algorithm = "Adam",
+            DefaultOptions = [new("lr", 0.01)],
+            Groups = [new ParamGroupSpec([], [new ParameterSpec("w", [32, 64]), new ParameterSpec("b", [32])])],
+            MaxShardElements = 300,
+        };
+        string source = "three-" + Guid.NewGuid().ToString("N")[..8];
+        var random = new Random(3);
+        float[][] RandomValues() => [.. new[] { 2048, 32 }.Select(n => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray())];
+        CheckpointInfo checkpoint;
+        OptimizerStateDict expected;
+        float[][] expectedValues;
+        using (var host = await ConnectAsync())
+        {
+            var optimizer = await ClusterOptimizer.CreateAsync(host.Services.GetRequiredService<IClusterClient>(), source, spec, RandomValues());
+            for (int step = 0; step < 3; step++)
+            {
+                await optimizer.StepAsync(0, RandomValues());
+            }
+
+            checkpoint = await optimizer.CheckpointAsync();
+            expected = await optimizer.StateDictAsync();
+            expectedValues = await optimizer.GetParametersAsync();
+            Assert.Equal(3, (await optimizer.GetShardStatusesAsync()).Select(s => s.Silo).Distinct().Count());
+        }
+
+        foreach (var (silo, _) in _silos)
+        {
+            silo.Kill();
+        }
+
+        // A new cluster of one silo on the same storage account restores it with the written shard size and with
+        // another one.
+        string single = "one-" + Guid.NewGuid().ToString("N")[..8];
+        await StartSilosAsync(single, 1);
+        using var singleHost = await ConnectAsync(single);
+        var grains = singleHost.Services.GetRequiredService<IClusterClient>();
+        foreach (int shardSize in new[] { 300, 1000 })
+        {
+            var restored = await ClusterOptimizer.CreateFromCheckpointAsync(grains, $"restored-{shardSize}-{source}", source, checkpoint.Id, shardSize);
+            var values = await restored.GetParametersAsync();
+            var statuses = await restored.GetShardStatusesAsync();
+
+            Assert.Equal(3, restored.StepCount);
+            Assert.Equal(shardSize == 300 ? 8 : 4, statuses.Count);
+            Assert.Single(statuses.Select(s => s.Silo).Distinct());
+            Assert.Null(StateDictComparison.FirstDifference(expected, await restored.StateDictAsync()));
+            Assert.Null(StateDictComparison.ArrayDifference(expectedValues[0], values[0]));
+            Assert.Null(StateDictComparison.ArrayDifference(expectedValues[1], values[1]));
+        }
+    }
+
+    [Fact]
     public async Task KilledSiloShardsReactivateElsewhere()
     {
         await StartSilosAsync(3);
@@ -271,7 +333,9 @@ public sealed class AzureStorageClusterTests(AzuriteFixture azurite, ITestOutput
         Directory.Delete(_folder, recursive: true);
     }
 
-    private async Task StartSilosAsync(int count, params (string Key, string Value)[] extraSettings)
+    private Task StartSilosAsync(int count, params (string Key, string Value)[] extraSettings) => StartSilosAsync(_clusterId, count, extraSettings);
+
+    private async Task StartSilosAsync(string clusterId, int count, params (string Key, string Value)[] extraSettings)
     {
         int[] ports = LoopbackPorts.Free(2 * count);
         for (int i = 0; i < count; i++)
@@ -280,7 +344,7 @@ public sealed class AzureStorageClusterTests(AzuriteFixture azurite, ITestOutput
             {
                 ["Clustering"] = "AzureStorage",
                 ["AzureStorageConnectionString"] = azurite.ConnectionString,
-                ["ClusterId"] = _clusterId,
+                ["ClusterId"] = clusterId,
                 ["SiloPort"] = $"{ports[2 * i]}",
                 ["GatewayPort"] = $"{ports[2 * i + 1]}",
             };
@@ -294,7 +358,7 @@ public sealed class AzureStorageClusterTests(AzuriteFixture azurite, ITestOutput
 
         try
         {
-            await azurite.WaitForActiveSilosAsync(_clusterId, count, JoinTimeout);
+            await azurite.WaitForActiveSilosAsync(clusterId, count, JoinTimeout);
         }
         catch (TimeoutException e)
         {
@@ -303,12 +367,14 @@ public sealed class AzureStorageClusterTests(AzuriteFixture azurite, ITestOutput
         }
     }
 
-    private async Task<IHost> ConnectAsync()
+    private Task<IHost> ConnectAsync() => ConnectAsync(_clusterId);
+
+    private async Task<IHost> ConnectAsync(string clusterId)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
         builder.UseOrleansClient(client => client.ConfigureOptimizerClientWithAzureStorage(
-            azurite.ConnectionString, _clusterId, responseTimeout: TimeSpan.FromSeconds(10)));
+            azurite.ConnectionString, clusterId, responseTimeout: TimeSpan.FromSeconds(10)));
         var host = builder.Build();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         await host.StartAsync(timeout.Token);
