@@ -9,23 +9,26 @@ namespace Orleans.Optim.Cli.Bench;
 /// <summary>Settings of <c>client bench step</c>.</summary>
 public sealed record StepBenchSettings
 {
-    /// <summary>Largest accepted <see cref="Repetitions"/>, which bounds the run time.</summary>
+    /// <summary>Maximum accepted <see cref="Repetitions"/>, which bounds the run time.</summary>
     public const int MaxRepetitions = 100;
 
-    /// <summary>Largest accepted silo count, which bounds the processes one run starts.</summary>
+    /// <summary>Maximum accepted silo count, which bounds the processes one run starts.</summary>
     public const int MaxSilos = 8;
 
-    /// <summary>Largest parameter count: a payload of 4 bytes per element must fit in one .NET array.</summary>
+    /// <summary>Maximum parameter count: a payload of 4 bytes per element must fit in one .NET array.</summary>
     public const int MaxElements = 250_000_000;
 
-    /// <summary>Largest shard size the coordinator accepts, so that no message comes near Orleans' message size limit.</summary>
+    /// <summary>
+    /// Maximum shard size the benchmark accepts. A shard's gradient or values of 8 MiB stay far below Orleans'
+    /// default <c>MaxMessageBodySize</c> of 100 MiB.
+    /// </summary>
     public const int MaxShardElements = 1 << 21;
 
     /// <summary>Parameter counts of the model, one figure each.</summary>
     public IReadOnlyList<int> Elements { get; init; } = [10_000_000];
 
     /// <summary>Numbers of silo processes, one cluster each.</summary>
-    public IReadOnlyList<int> Silos { get; init; } = [2];
+    public IReadOnlyList<int> Silos { get; init; } = [1, 2, 3];
 
     /// <summary>Number of timed steps and loopback rounds of every figure, after two untimed ones.</summary>
     public int Repetitions { get; init; } = 5;
@@ -54,14 +57,25 @@ public sealed record StepBenchSettings
             throw new ArgumentException($"Invalid --silos {string.Join(",", Silos)}: expected one or more silo counts from 1 to {MaxSilos}, such as --silos 1,2,3.");
         }
 
+        // Each parameter count names its optimizer in the cluster, and each silo count starts its own cluster, so a
+        // value given twice would measure the same thing twice or step the same optimizer again.
+        foreach (var (option, values) in new[] { ("--elements", Elements), ("--silos", Silos) })
+        {
+            if (values.GroupBy(v => v).FirstOrDefault(g => g.Count() > 1) is { } repeated)
+            {
+                throw new ArgumentException(
+                    $"Invalid {option} {string.Join(",", values)}: {repeated.Key} is given more than once. Give each value once.");
+            }
+        }
+
         if (Repetitions < 1 || Repetitions > MaxRepetitions)
         {
-            throw new ArgumentException($"Invalid --repetitions {Repetitions}: expected 1 to {MaxRepetitions}.");
+            throw new ArgumentException($"Invalid --repetitions {Repetitions}: expected 1 to {MaxRepetitions}, such as --repetitions 5.");
         }
 
         if (ShardElements < 1 || ShardElements > MaxShardElements)
         {
-            throw new ArgumentException($"Invalid --shard-elements {ShardElements}: expected 1 to {MaxShardElements}.");
+            throw new ArgumentException($"Invalid --shard-elements {ShardElements}: expected 1 to {MaxShardElements}, such as --shard-elements {OptimizerSpec.DefaultMaxShardElements}.");
         }
     }
 }
@@ -87,7 +101,7 @@ public static class StepBenchmark
     /// <summary>Payload bytes per parameter and step: the gradient in and the new value back.</summary>
     public const int BytesPerElement = 8;
 
-    /// <summary>Target of the plan: the step's payload throughput at least half of the loopback transfer's.</summary>
+    /// <summary>Target ratio: the step's payload throughput at least half of the loopback transfer's.</summary>
     public const double TargetRatio = 0.5;
 
     private const int WarmUpRounds = 2;

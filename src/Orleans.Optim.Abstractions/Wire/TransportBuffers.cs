@@ -37,7 +37,8 @@ public static class TransportBuffers
     {
         var pool = new TransportBufferPool(blockBytes);
 
-        // NOTE: both hooks depend on Orleans internals (checked against 10.4.2); ClusterStepWireTests runs through them.
+        // NOTE: both hooks depend on Orleans internals, checked against Orleans 10.4.2. TransportBuffersTests fails
+        // when an update moves them.
         var factoryProperty = typeof(SocketConnectionOptions).GetProperty("MemoryPoolFactory", BindingFlags.Instance | BindingFlags.NonPublic);
         if (factoryProperty?.PropertyType == typeof(Func<MemoryPool<byte>>))
         {
@@ -70,7 +71,7 @@ public sealed class TransportBufferPool : MemoryPool<byte>
     /// <summary>Default block size: 256 KiB, a little more than Linux's default socket receive buffer (208 KiB).</summary>
     public const int DefaultBlockBytes = 256 * 1024;
 
-    /// <summary>Most free blocks the pool keeps; blocks returned beyond it are left to the garbage collector.</summary>
+    /// <summary>Maximum number of free blocks the pool keeps. Blocks returned beyond it are left to the garbage collector.</summary>
     public const int MaxRetainedBlocks = 64;
 
     private readonly ConcurrentQueue<byte[]> _free = new();

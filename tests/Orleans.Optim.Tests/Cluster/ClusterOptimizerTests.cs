@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using Orleans.Optim.Cli.Conformance;
 using Orleans.Optim.Client;
 using Orleans.Optim.Engine;
@@ -83,6 +84,45 @@ public sealed class ClusterOptimizerTests(ClusterFixture fixture)
         }
 
         Assert.Null(StateDictComparison.FirstDifference(local.StateDict(), await creator.StateDictAsync()));
+    }
+
+    [Fact]
+    public async Task StepFromSiloMatchesLocalReplay()
+    {
+        // Called through a silo's own grain factory, the shards on that silo get local calls, whose pooled
+        // gradient and value buffers Orleans passes by reference, and the shards on the other silo get remote calls.
+        // Shards of 5,000 elements span several pooled segments. Rank 1 pushes no gradient for the second parameter.
+        var grains = fixture.Cluster.Silos[0].ServiceProvider.GetRequiredService<IGrainFactory>();
+        const int worldSize = 2;
+        var spec = AdamSpec(worldSize, 5000, [20_000], [3000]);
+        var random = new Random(11);
+        float[][] initial = [RandomVector(random, 20_000), RandomVector(random, 3000)];
+        var creator = await ClusterOptimizer.CreateAsync(grains, NewName("silo-local"), spec, initial);
+        var other = await ClusterOptimizer.AttachAsync(grains, creator.Name);
+        var statuses = await creator.GetShardStatusesAsync();
+        Assert.Equal(2, statuses.Select(s => s.Silo).Distinct().Count());
+
+        var local = new LocalOptimizer(spec, initial.Select(v => (float[])v.Clone()).ToList());
+        for (int step = 0; step < 5; step++)
+        {
+            float[][] rank0 = [RandomVector(random, 20_000), RandomVector(random, 3000)];
+            float[]?[] rank1 = [RandomVector(random, 20_000), null];
+            var results = await Task.WhenAll(creator.StepAsync(0, rank0), other.StepAsync(1, rank1));
+
+            var mean = new float[2][];
+            for (int p = 0; p < 2; p++)
+            {
+                mean[p] = new float[initial[p].Length];
+                GradientReducer.Reduce([rank0[p], rank1[p]], GradientReduction.Mean, mean[p]);
+            }
+
+            local.Step(mean);
+            foreach (var result in results)
+            {
+                Assert.Null(StateDictComparison.ArrayDifference(local.Parameter(0), result[0]));
+                Assert.Null(StateDictComparison.ArrayDifference(local.Parameter(1), result[1]));
+            }
+        }
     }
 
     [Fact]
