@@ -21,6 +21,9 @@ public sealed class BenchCluster : IAsyncDisposable
     /// <summary>PIDs of the silo processes.</summary>
     public IEnumerable<int> Pids => _silos.Pids;
 
+    /// <summary>Returns the CPU time that all silo processes used so far.</summary>
+    public TimeSpan SiloCpuTime() => _silos.CpuTimes().Aggregate(TimeSpan.Zero, (sum, time) => sum + time);
+
     /// <summary>Starts <paramref name="silos"/> silo processes on 127.0.0.1 and connects a client to them.</summary>
     /// <param name="siloAssembly">Path of <c>Orleans.Optim.Silo.dll</c>.</param>
     /// <param name="silos">Number of silo processes.</param>

@@ -114,6 +114,7 @@ public sealed class SiloProcesses : IDisposable
     {
         try
         {
+            p.Refresh();
             return p.HasExited ? TimeSpan.Zero : p.TotalProcessorTime;
         }
         catch (InvalidOperationException)

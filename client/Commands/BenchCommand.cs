@@ -158,7 +158,7 @@ public static class BenchCommand
                     $"median of {settings.Repetitions} timed runs after two warm-up runs. {LoadLine(result.LoadAverage, result.OtherCpuShare)}");
                 Console.WriteLine("ratio: the step's payload GB/s divided by the loopback transfer's; bits: the first step compared with the plain Adam kernel in this process.");
                 Console.WriteLine();
-                BenchReport.WriteTable(result.Figures, [], Console.Out);
+                BenchReport.WriteTable(result.Figures, CpuNotes(result.Figures), Console.Out);
             }
 
             if (settings.ChartPath is { } path)
@@ -198,6 +198,18 @@ public static class BenchCommand
         }
 
         return [.. counts];
+    }
+
+    /// <summary>Returns one line per step figure with the CPU time of a step and of its loopback round.</summary>
+    private static IEnumerable<string> CpuNotes(IReadOnlyList<BenchFigure> figures)
+    {
+        foreach (var figure in figures.Where(f => f.Baseline is not null))
+        {
+            double Extra(Measurement m, string key) => m.Extra.FirstOrDefault(e => e.Key == key).Value * 1e3;
+            var step = figure.Measurement;
+            yield return FormattableString.Invariant(
+                $"{step.Name}: CPU per step {Extra(step, "client_cpu_s"):F0} ms in the client and {Extra(step, "silo_cpu_s"):F0} ms in the silos; CPU per loopback round {Extra(figure.Baseline!, "cpu_s"):F0} ms.");
+        }
     }
 
     private static string LoadLine(double? loadAverage, double? otherCpuShare)

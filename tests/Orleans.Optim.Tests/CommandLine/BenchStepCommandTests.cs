@@ -61,11 +61,14 @@ public sealed class BenchStepCommandTests : IDisposable
                 Assert.True(figure["ratio"]!.GetValue<double>() > 0, $"{name}: ratio is not positive.");
                 Assert.Equal(0.5, figure["target_ratio"]!.GetValue<double>());
                 Assert.True(figure["bits_match_plain"]!.GetValue<bool>(), $"{name}: the cluster step's bits differ from the plain Adam kernel's.");
+                Assert.True(figure["client_cpu_s"]!.GetValue<double>() >= 0, $"{name}: client_cpu_s is negative.");
+                Assert.True(figure["silo_cpu_s"]!.GetValue<double>() >= 0, $"{name}: silo_cpu_s is negative.");
             }
             else
             {
                 Assert.Null(figure["baseline"]);
                 Assert.Null(figure["ratio"]);
+                Assert.True(figure["cpu_s"]!.GetValue<double>() >= 0, $"{name}: cpu_s is negative.");
             }
         }
 
