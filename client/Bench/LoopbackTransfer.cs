@@ -19,6 +19,12 @@ public sealed class LoopbackTransfer : IDisposable
     /// <summary>Bytes of one socket write or read.</summary>
     public const int ChunkBytes = 1 << 20;
 
+    /// <summary>
+    /// Time limit of one socket write or read, so that a round whose other end failed ends with an error instead of
+    /// waiting forever.
+    /// </summary>
+    public static readonly TimeSpan SocketTimeout = TimeSpan.FromMinutes(1);
+
     private readonly TcpListener _listener;
     private readonly Socket _client;
     private readonly Socket _server;
@@ -39,10 +45,18 @@ public sealed class LoopbackTransfer : IDisposable
         new Random(5).NextBytes(_clientSent);
         _listener = new TcpListener(IPAddress.Loopback, 0);
         _listener.Start();
-        _client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        int timeout = (int)SocketTimeout.TotalMilliseconds;
+        _client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)
+        {
+            NoDelay = true,
+            SendTimeout = timeout,
+            ReceiveTimeout = timeout,
+        };
         _client.Connect((IPEndPoint)_listener.LocalEndpoint);
         _server = _listener.AcceptSocket();
         _server.NoDelay = true;
+        _server.SendTimeout = timeout;
+        _server.ReceiveTimeout = timeout;
     }
 
     /// <summary>Bytes that each direction carries per round.</summary>
