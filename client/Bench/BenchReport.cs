@@ -11,10 +11,12 @@ public static class BenchReport
     /// Writes one JSON object per figure and line. Fields: <c>benchmark</c>, <c>name</c>, <c>detail</c>,
     /// <c>threads</c>, <c>elements</c>, <c>repetitions</c>, <c>bytes_per_element</c>, <c>median_s</c>, <c>min_s</c>,
     /// <c>max_s</c>, <c>gb_per_s</c>, <c>baseline</c>, <c>baseline_median_s</c>, <c>baseline_gb_per_s</c>,
-    /// <c>ratio</c>, <c>target_ratio</c>, <c>meets_target</c>, <c>bits_match_plain</c> and <c>load_average</c>. A
-    /// baseline figure has <c>null</c> in the baseline fields.
+    /// <c>ratio</c>, <c>target_ratio</c>, <c>meets_target</c>, <c>bits_match_plain</c>, <c>load_average</c> and, when
+    /// given, <c>other_cpu_share</c> (the share of the machine's CPU time that other processes used during the run). A
+    /// baseline figure has <c>null</c> in the baseline fields. The figure's <see cref="Measurement.Extra"/> numbers
+    /// follow as further fields.
     /// </summary>
-    public static void WriteJsonLines(string benchmark, IEnumerable<BenchFigure> figures, double? loadAverage, TextWriter output)
+    public static void WriteJsonLines(string benchmark, IEnumerable<BenchFigure> figures, double? loadAverage, TextWriter output, double? otherCpuShare = null)
     {
         foreach (var figure in figures)
         {
@@ -43,6 +45,16 @@ public static class BenchReport
                 WriteNullable(json, "meets_target", figure.MeetsTarget);
                 WriteNullable(json, "bits_match_plain", m.BitsMatchPlain);
                 WriteNullable(json, "load_average", loadAverage);
+                if (otherCpuShare is { } share)
+                {
+                    json.WriteNumber("other_cpu_share", share);
+                }
+
+                foreach (var (key, value) in m.Extra)
+                {
+                    json.WriteNumber(key, value);
+                }
+
                 json.WriteEndObject();
             }
 

@@ -17,6 +17,12 @@ public sealed record Measurement(string Name, int Threads, long Elements, int By
     /// </summary>
     public bool? BitsMatchPlain { get; init; }
 
+    /// <summary>
+    /// Further numbers of the figure, written as extra JSON fields in this order, such as <c>silos</c> or
+    /// <c>peak_memory_growth_bytes</c>. Empty for the kernel figures.
+    /// </summary>
+    public IReadOnlyList<KeyValuePair<string, double>> Extra { get; init; } = [];
+
     /// <summary>Median of <see cref="Seconds"/>. For an even count, the mean of the two middle values.</summary>
     public double MedianSeconds
     {

@@ -14,6 +14,7 @@ public static class BenchCommand
         var benchmark = new Argument<string?>("benchmark") { Arity = ArgumentArity.ZeroOrOne, Hidden = true };
         var command = new Command("bench", "Run a performance benchmark and print its figures.") { benchmark };
         command.Subcommands.Add(CreateKernel());
+        command.Subcommands.Add(CreateStep());
 
         command.SetAction(int (parseResult) =>
         {
@@ -94,6 +95,128 @@ public static class BenchCommand
             return 0;
         });
         return command;
+    }
+
+    private static Command CreateStep()
+    {
+        var defaults = new StepBenchSettings();
+        var elements = new Option<string>("--elements")
+        {
+            Description = "Parameter counts of the model, comma-separated, one figure each; the model is one float32 parameter of that many elements.",
+            DefaultValueFactory = _ => string.Join(",", defaults.Elements),
+        };
+        var silos = new Option<string>("--silos")
+        {
+            Description = $"Numbers of silo processes, comma-separated, one cluster each, 1 to {StepBenchSettings.MaxSilos}.",
+            DefaultValueFactory = _ => string.Join(",", defaults.Silos),
+        };
+        var repetitions = new Option<int>("--repetitions")
+        {
+            Description = $"Timed steps and loopback rounds of each figure after two untimed ones, 1 to {StepBenchSettings.MaxRepetitions}; figures are medians.",
+            DefaultValueFactory = _ => defaults.Repetitions,
+        };
+        var shardElements = new Option<int>("--shard-elements")
+        {
+            Description = $"Maximum elements per shard, 1 to {StepBenchSettings.MaxShardElements}.",
+            DefaultValueFactory = _ => defaults.ShardElements,
+        };
+        var siloDll = SiloDllOption();
+        var chart = new Option<string?>("--chart")
+        {
+            Description = "Write an SVG chart of the step throughput against the silo count and the parameter count to this file.",
+        };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object per figure and line instead of a table." };
+
+        var command = new Command(
+            "step",
+            "Time synchronous Adam steps of one worker against silo processes on 127.0.0.1, against a plain loopback TCP transfer of the same bytes.")
+        {
+            elements, silos, repetitions, shardElements, siloDll, chart, json,
+        };
+
+        command.SetAction(async (parseResult, cancellationToken) =>
+        {
+            var settings = new StepBenchSettings
+            {
+                Elements = ParseCounts(parseResult.GetValue(elements)!, "--elements", "10000000"),
+                Silos = ParseCounts(parseResult.GetValue(silos)!, "--silos", "1,2,3"),
+                Repetitions = parseResult.GetValue(repetitions),
+                ShardElements = parseResult.GetValue(shardElements),
+                SiloAssembly = parseResult.GetValue(siloDll),
+                ChartPath = parseResult.GetValue(chart),
+            };
+
+            var result = await StepBenchmark.RunAsync(settings, Console.Error);
+            if (parseResult.GetValue(json))
+            {
+                BenchReport.WriteJsonLines("step", result.Figures, result.LoadAverage, Console.Out, result.OtherCpuShare);
+            }
+            else
+            {
+                Console.WriteLine(
+                    $"Step benchmark: Adam, one worker, payload {StepBenchmark.BytesPerElement} bytes per parameter (gradient in, value back), " +
+                    $"median of {settings.Repetitions} timed runs after two warm-up runs. {LoadLine(result.LoadAverage, result.OtherCpuShare)}");
+                Console.WriteLine("ratio: the step's payload GB/s divided by the loopback transfer's; bits: the first step compared with the plain Adam kernel in this process.");
+                Console.WriteLine();
+                BenchReport.WriteTable(result.Figures, CpuNotes(result.Figures), Console.Out);
+            }
+
+            if (settings.ChartPath is { } path)
+            {
+                StepChart.WriteSvg(path, result.Figures);
+                Console.Error.WriteLine($"Wrote the chart to {Path.GetFullPath(path)}.");
+            }
+
+            if (result.Figures.Any(f => f.Measurement.BitsMatchPlain == false))
+            {
+                throw new CommandException("A cluster step gave different bits than the plain Adam kernel (bits column DIFFER); its figures are not valid.");
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    private static Option<string?> SiloDllOption() => new("--silo-dll")
+    {
+        Description = $"Path of the silo host {SiloProcesses.SiloAssembly} (default: next to this program, or silo/bin of the same configuration).",
+    };
+
+    /// <summary>Parses a comma-separated list of whole numbers, such as <c>1,2,3</c>.</summary>
+    /// <exception cref="ArgumentException">An item is not a whole number; the message names it and gives an example.</exception>
+    internal static int[] ParseCounts(string text, string option, string example)
+    {
+        var counts = new List<int>();
+        foreach (string item in text.Split(',', StringSplitOptions.TrimEntries))
+        {
+            if (!int.TryParse(item, NumberStyles.None, CultureInfo.InvariantCulture, out int count))
+            {
+                throw new ArgumentException($"Invalid {option} '{text}': '{item}' is not a whole number. Give comma-separated whole numbers, such as {option} {example}.");
+            }
+
+            counts.Add(count);
+        }
+
+        return [.. counts];
+    }
+
+    /// <summary>Returns one line per step figure with the CPU time of a step and of its loopback round.</summary>
+    private static IEnumerable<string> CpuNotes(IReadOnlyList<BenchFigure> figures)
+    {
+        foreach (var figure in figures.Where(f => f.Baseline is not null))
+        {
+            double Extra(Measurement m, string key) => m.Extra.FirstOrDefault(e => e.Key == key).Value * 1e3;
+            var step = figure.Measurement;
+            yield return FormattableString.Invariant(
+                $"{step.Name}: CPU per step {Extra(step, "client_cpu_s"):F0} ms in the client and {Extra(step, "silo_cpu_s"):F0} ms in the silos; CPU per loopback round {Extra(figure.Baseline!, "cpu_s"):F0} ms.");
+        }
+    }
+
+    private static string LoadLine(double? loadAverage, double? otherCpuShare)
+    {
+        string load = loadAverage is { } l ? l.ToString("F2", CultureInfo.InvariantCulture) : "unknown";
+        string other = otherCpuShare is { } o ? (o * 100).ToString("F0", CultureInfo.InvariantCulture) + "%" : "unknown";
+        return $"1-minute load average {load} at the start; other processes used {other} of the CPU time during the run.";
     }
 
     private static string Header(KernelBenchResult result)

@@ -210,7 +210,9 @@ public sealed class ClusterOptions
     private static ArgumentException OptionWithoutCertificate(string option) =>
         new($"Invalid options: {option} is given without --tls-certificate. Give the cluster certificate with --tls-certificate, or remove {option}.");
 
-    private static async Task<ClusterConnection> ConnectThroughGatewaysAsync(
+    /// <summary>Connects a client to silos with localhost clustering through their gateways, with mutual TLS when <paramref name="tls"/> is given.</summary>
+    /// <exception cref="CommandException">The client cannot connect within the connect timeout.</exception>
+    internal static async Task<ClusterConnection> ConnectThroughGatewaysAsync(
         List<IPEndPoint> gateways, string clusterId, string serviceId, TimeSpan responseTimeout, ClusterCertificate? tls, TextWriter output)
     {
         string route = string.Join("; ", gateways.GroupBy(g => g.Address).Select(g => $"{g.Key} port(s) {string.Join(", ", g.Select(e => e.Port))}"));

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Orleans.Configuration;
 using Orleans.Hosting;
 using Orleans.Optim.Security;
+using Orleans.Optim.Wire;
 
 namespace Orleans.Optim.Client;
 
@@ -167,6 +168,7 @@ public static class ClientConnection
             options.ServiceId = serviceId;
         });
         client.Configure<ClientMessagingOptions>(options => options.ResponseTimeout = responseTimeout ?? TimeSpan.FromMinutes(2));
+        client.Services.UseLargeTransportBuffers();
 
         var deadline = DateTime.UtcNow + (connectTimeout ?? DefaultConnectTimeout);
         client.UseConnectionRetryFilter(async (_, cancellationToken) =>

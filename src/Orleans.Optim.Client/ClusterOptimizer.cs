@@ -8,6 +8,7 @@ using Orleans.Optim.Schedulers;
 using Orleans.Optim.StateDicts;
 using Orleans.Optim.Tensors;
 using Orleans.Optim.Wire;
+using Orleans.Serialization.Buffers;
 
 namespace Orleans.Optim.Client;
 
@@ -177,15 +178,34 @@ public sealed class ClusterOptimizer
 
         CheckValues(Layout, gradients, nameof(gradients));
         long step = StepCount + 1;
-        var replies = await Task.WhenAll(Layout.Shards.Select(shard =>
+        var result = Layout.Parameters.Select(p => new float[p.NumElements]).ToArray();
+        bool anySkipped = false;
+
+        // Each reply is copied into its parameter's result as soon as it arrives, and its pooled buffer goes back.
+        await Task.WhenAll(Layout.Shards.Select(async shard =>
         {
             float[]? gradient = gradients[(int)shard.ParamId];
-            return Shard(shard.Index).Step(step, rank, gradient is null ? null : SliceBytes(gradient, shard));
+            var payload = gradient is null ? new PooledBuffer() : FloatBuffers.FromFloats(gradient.AsSpan((int)shard.Offset, shard.Length));
+            var reply = await Shard(shard.Index).Step(step, rank, payload);
+            var values = reply.Values;
+            try
+            {
+                FloatBuffers.CopyTo(values, result[(int)shard.ParamId].AsSpan((int)shard.Offset, shard.Length));
+            }
+            finally
+            {
+                values.Dispose();
+            }
+
+            if (reply.Skipped)
+            {
+                anySkipped = true;
+            }
         })).WaitAsync(cancellationToken);
 
         StepCount = step;
-        LastStepSkipped = replies.Any(r => r.Skipped);
-        return Assemble(replies.Select(r => r.Values).ToArray());
+        LastStepSkipped = anySkipped;
+        return result;
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using Orleans.Serialization.Buffers;
 using Orleans.Optim.Wire;
 
 namespace Orleans.Optim.Grains;
@@ -138,10 +139,14 @@ public interface IShardGrain : IGrainWithStringKey
     /// </summary>
     /// <param name="step">The step number, one more than the shard's applied steps.</param>
     /// <param name="rank">The worker's rank in <c>[0, world_size)</c>.</param>
-    /// <param name="gradient">Raw float32 bytes of the slice's gradient, or <see langword="null"/> for no gradient.</param>
+    /// <param name="gradient">
+    /// Raw float32 bytes of the slice's gradient, or an empty buffer for no gradient (a slice has at least one
+    /// element). Orleans returns the buffer to its pool when it serializes the call, so the caller must not use it
+    /// afterwards; the shard disposes of the copy it receives.
+    /// </param>
     /// <returns>The slice's new master values, and whether the step was skipped for a non-finite gradient.</returns>
     /// <exception cref="OptimizerFaultException">The push breaks the step protocol, or the step timed out.</exception>
-    Task<StepReply> Step(long step, int rank, byte[]? gradient);
+    Task<StepReply> Step(long step, int rank, PooledBuffer gradient);
 
     /// <summary>Replaces the group's hyperparameters from the next step on; called by the coordinator.</summary>
     Task SetOptions(byte[] groupOptions);

@@ -1,3 +1,5 @@
+using Orleans.Serialization.Buffers;
+
 namespace Orleans.Optim.Wire;
 
 /// <summary>A parameter as a client declares it.</summary>
@@ -208,10 +210,14 @@ public sealed record RebalanceResult(
     [property: Id(1)] int Moved);
 
 /// <summary>A shard's answer to a gradient push once its synchronous step is done.</summary>
-/// <param name="Values">The slice's master values after the step, raw float32 bytes.</param>
+/// <param name="Values">
+/// The slice's master values after the step, raw float32 bytes in pooled buffers. Each rank gets its own buffer.
+/// Orleans returns the buffer to its pool when it serializes the reply, and the receiver disposes of it after copying
+/// the values out, as <see cref="PooledBuffer"/> requires.
+/// </param>
 /// <param name="Skipped">Whether the step was skipped on every shard because a reduced gradient was not finite.</param>
 [GenerateSerializer, Immutable]
-public sealed record StepReply([property: Id(0)] byte[] Values, [property: Id(1)] bool Skipped);
+public sealed record StepReply([property: Id(0)] PooledBuffer Values, [property: Id(1)] bool Skipped);
 
 /// <summary>What every shard does with one attempt at a synchronous step.</summary>
 public enum StepOutcome

@@ -14,7 +14,10 @@ namespace Orleans.Optim.Engine;
 public static class GradientReducer
 {
     /// <summary>Reduces the per-rank gradients into <paramref name="destination"/>.</summary>
-    /// <param name="perRank">One entry per rank: the gradient, or <see langword="null"/> when that rank had none.</param>
+    /// <param name="perRank">
+    /// One entry per rank: the gradient, or <see langword="null"/> when that rank had none. An array may be longer than
+    /// <paramref name="destination"/>, as a pooled one is; only its first <c>destination.Length</c> elements count.
+    /// </param>
     /// <param name="reduction">Mean or sum.</param>
     /// <param name="destination">Receives the result; its length is the slice length.</param>
     /// <returns>Whether any rank pushed a gradient.</returns>
@@ -28,14 +31,15 @@ public static class GradientReducer
                 continue;
             }
 
+            var values = gradient.AsSpan(0, destination.Length);
             if (!any)
             {
-                gradient.AsSpan().CopyTo(destination);
+                values.CopyTo(destination);
                 any = true;
             }
             else
             {
-                System.Numerics.Tensors.TensorPrimitives.Add(destination, gradient, destination);
+                System.Numerics.Tensors.TensorPrimitives.Add(destination, values, destination);
             }
         }
 

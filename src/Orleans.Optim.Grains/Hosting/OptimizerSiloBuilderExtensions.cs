@@ -5,6 +5,7 @@ using Orleans.Optim.Checkpoints;
 using Orleans.Hosting;
 using Orleans.Optim.Placement;
 using Orleans.Optim.Shards;
+using Orleans.Optim.Wire;
 
 namespace Orleans.Optim.Hosting;
 
@@ -16,7 +17,8 @@ public static class OptimizerSiloBuilderExtensions
 
     /// <summary>
     /// Adds the shard placement director and shard options. The silo must also have a grain storage provider named
-    /// <see cref="StorageName"/>, for example <c>AddMemoryGrainStorage(StorageName)</c>.
+    /// <see cref="StorageName"/>, for example <c>AddMemoryGrainStorage(StorageName)</c>. The socket transport gets
+    /// large buffer blocks (<see cref="TransportBuffers.UseLargeTransportBuffers"/>) for the tensor payloads.
     /// </summary>
     public static ISiloBuilder AddOptimizerGrains(
         this ISiloBuilder builder,
@@ -24,6 +26,7 @@ public static class OptimizerSiloBuilderExtensions
         Action<CheckpointOptions>? configureCheckpoints = null)
     {
         builder.Services.AddPlacementDirector<SpreadShardsPlacement, SpreadShardsPlacementDirector>();
+        builder.Services.UseLargeTransportBuffers();
         var options = builder.Services.AddOptions<ShardOptions>();
         if (configureShards is not null)
         {

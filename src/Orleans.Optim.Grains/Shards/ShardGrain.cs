@@ -1,3 +1,4 @@
+using System.Buffers;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Concurrency;
@@ -12,6 +13,7 @@ using Orleans.Optim.Python;
 using Orleans.Optim.Tensors;
 using Orleans.Optim.Wire;
 using Orleans.Runtime;
+using Orleans.Serialization.Buffers;
 
 namespace Orleans.Optim.Shards;
 
@@ -141,7 +143,30 @@ internal sealed partial class ShardGrain(
             _pending is null ? [] : Enumerable.Range(0, _pending.Received.Length).Where(r => _pending.Received[r]).ToArray()));
 
     /// <inheritdoc/>
-    public async Task<StepReply> Step(long step, int rank, byte[]? gradient)
+    public async Task<StepReply> Step(long step, int rank, PooledBuffer gradient)
+    {
+        PendingStep pending;
+        try
+        {
+            pending = Receive(step, rank, gradient);
+        }
+        finally
+        {
+            // The gradient was copied out, or rejected; either way its pooled segments go back now.
+            gradient.Dispose();
+        }
+
+        if (pending.Count == pending.Received.Length)
+        {
+            await ApplyAsync(pending);
+        }
+
+        var result = await pending.Completion.Task;
+        return new StepReply(result.Values[rank], result.Skipped);
+    }
+
+    /// <summary>Checks a gradient push against the step protocol and adds it to the step that collects gradients.</summary>
+    private PendingStep Receive(long step, int rank, in PooledBuffer gradient)
     {
         var config = persisted.State.Config ?? throw NotConfigured();
         var slice = _slice ?? throw new OptimizerFaultException(
@@ -163,7 +188,7 @@ internal sealed partial class ShardGrain(
             throw Rejected(config, $"Step {step} from rank {rank} is too far ahead: the optimizer is at step {_step}, so the next step is {_step + 1}.");
         }
 
-        if (gradient is not null && gradient.Length != (long)config.Shard.Length * sizeof(float))
+        if (gradient.Length != 0 && gradient.Length != (long)config.Shard.Length * sizeof(float))
         {
             throw Rejected(
                 config,
@@ -183,15 +208,17 @@ internal sealed partial class ShardGrain(
         }
 
         pending.Received[rank] = true;
-        pending.Gradients[rank] = gradient is null ? null : FloatBytes.ToFloats(gradient);
-        pending.Count++;
-
-        if (pending.Count == config.WorldSize)
+        if (gradient.Length != 0)
         {
-            await ApplyAsync(pending, slice, config);
+            float[] values = ArrayPool<float>.Shared.Rent(config.Shard.Length);
+            FloatBuffers.CopyTo(gradient, values.AsSpan(0, config.Shard.Length));
+            pending.Gradients[rank] = values;
         }
 
-        return await pending.Completion.Task;
+        pending.Count++;
+        pending.Slice = slice;
+        pending.Config = config;
+        return pending;
     }
 
     /// <inheritdoc/>
@@ -334,13 +361,28 @@ internal sealed partial class ShardGrain(
         pending.Fail(new OptimizerFaultException(OptimizerFault.StepTimedOut, reason));
     }
 
-    private async Task ApplyAsync(PendingStep pending, ParameterSlice slice, ShardConfig config)
+    private async Task ApplyAsync(PendingStep pending)
+    {
+        float[] reduced = ArrayPool<float>.Shared.Rent(pending.Config!.Shard.Length);
+        try
+        {
+            await ApplyAsync(pending, pending.Slice!, pending.Config, reduced);
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(reduced);
+        }
+    }
+
+    /// <summary>Reduces the gradients into <paramref name="reducedBuffer"/>, votes, and applies or drops the step as the verdict says.</summary>
+    private async Task ApplyAsync(PendingStep pending, ParameterSlice slice, ShardConfig config, float[] reducedBuffer)
     {
         _pending = null;
         _voting = pending;
-        var reduced = new float[config.Shard.Length];
-        bool hasGradient = GradientReducer.Reduce(pending.Gradients, (GradientReduction)config.Reduction, reduced);
-        bool finite = !config.SkipNonFiniteSteps || !hasGradient || !reduced.Any(v => !float.IsFinite(v));
+        int length = config.Shard.Length;
+        bool hasGradient = GradientReducer.Reduce(pending.Gradients, (GradientReduction)config.Reduction, reducedBuffer.AsSpan(0, length));
+        pending.ReturnGradients();
+        bool finite = !config.SkipNonFiniteSteps || !hasGradient || AllFinite(reducedBuffer.AsSpan(0, length));
         StepVerdict verdict;
         try
         {
@@ -381,13 +423,21 @@ internal sealed partial class ShardGrain(
         {
             if (!skipped)
             {
-                slice.Step(reduced, hasGradient, pending.Step, KernelPaths.Default);
+                slice.Step(reducedBuffer.AsSpan(0, length), hasGradient, pending.Step, KernelPaths.Default);
             }
 
             _step = pending.Step;
             _attempt = 0;
             _stepsSincePersist++;
-            pending.Completion.SetResult(new StepReply(FloatBytes.ToBytes(slice.Values), skipped));
+
+            // Every rank gets its own copy, because Orleans returns a pooled buffer to its pool once it has sent it.
+            var values = new PooledBuffer[config.WorldSize];
+            for (int rank = 0; rank < values.Length; rank++)
+            {
+                values[rank] = FloatBuffers.FromFloats(slice.Values);
+            }
+
+            pending.Completion.SetResult(new StepResult(values, skipped));
         }
         catch (Exception e)
         {
@@ -459,6 +509,22 @@ internal sealed partial class ShardGrain(
     [LoggerMessage(Level = LogLevel.Error, Message = "Step {Step} of optimizer {Optimizer} failed on shard {Shard}")]
     private static partial void LogStepFailed(ILogger logger, Exception exception, string optimizer, int shard, long step);
 
+    private static bool AllFinite(ReadOnlySpan<float> values)
+    {
+        foreach (float value in values)
+        {
+            if (!float.IsFinite(value))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>The outcome of one synchronous step on this shard: the new values for each rank, and whether the step was skipped.</summary>
+    private sealed record StepResult(PooledBuffer[] Values, bool Skipped);
+
     /// <summary>The gradients collected so far for one synchronous step.</summary>
     private sealed class PendingStep(long step, int attempt, int worldSize)
     {
@@ -468,11 +534,30 @@ internal sealed partial class ShardGrain(
 
         public bool[] Received { get; } = new bool[worldSize];
 
+        /// <summary>Each rank's gradient in an array rented from <see cref="ArrayPool{T}.Shared"/>, at least the slice's length; <see langword="null"/> for none.</summary>
         public float[]?[] Gradients { get; } = new float[worldSize][];
 
         public int Count { get; set; }
 
-        public TaskCompletionSource<StepReply> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        /// <summary>The slice and configuration as of the latest push.</summary>
+        public ParameterSlice? Slice { get; set; }
+
+        public ShardConfig? Config { get; set; }
+
+        public TaskCompletionSource<StepResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Returns the gradient arrays to the pool once they are reduced.</summary>
+        public void ReturnGradients()
+        {
+            for (int rank = 0; rank < Gradients.Length; rank++)
+            {
+                if (Gradients[rank] is { } gradient)
+                {
+                    ArrayPool<float>.Shared.Return(gradient);
+                    Gradients[rank] = null;
+                }
+            }
+        }
 
         public void Fail(Exception exception) => Completion.TrySetException(exception);
     }
