@@ -77,10 +77,13 @@ public static class TrainCommand
             string checkpointDirectory = parseResult.GetValue(checkpointDir)!;
             string? resumeFrom = parseResult.GetValue(resume);
             var overrides = new List<KeyValuePair<string, object?>>();
+            int resumedEpoch = 0;
             if (resumeFrom is not null)
             {
                 resumeFrom = TrainingCheckpoint.Locate(resumeFrom);
-                var saved = TrainingCheckpoint.Read(resumeFrom).Settings;
+                var checkpoint = TrainingCheckpoint.Read(resumeFrom);
+                var saved = checkpoint.Settings;
+                resumedEpoch = checkpoint.Epoch;
                 CheckResumeOption(parseResult, workers, settings.Workers, saved.Workers);
                 CheckResumeOption(parseResult, batchSize, settings.BatchSize, saved.BatchSize);
                 CheckResumeOption(parseResult, optimizer, settings.Optimizer, saved.Optimizer);
@@ -118,6 +121,18 @@ public static class TrainCommand
 
             settings.Validate();
             CheckOptimizerOptions(settings);
+            if (resumeFrom is not null && resumedEpoch >= settings.Epochs)
+            {
+                // Checked before any cluster starts, so that nothing is created for a run with no work.
+                throw new ArgumentException(
+                    $"Nothing to train: the checkpoint is already at epoch {resumedEpoch} and --epochs is {settings.Epochs}. Raise --epochs to continue.");
+            }
+
+            if (parseResult.GetValue(name) is { } givenName && Orleans.Optim.Grains.ShardKeys.Validate(givenName) is { } nameError)
+            {
+                throw new ArgumentException($"Invalid --name: {nameError}");
+            }
+
             int every = parseResult.GetValue(checkpointEvery);
             if (every < 0)
             {

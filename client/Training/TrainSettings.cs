@@ -70,7 +70,9 @@ public sealed record TrainSettings
         Require(BatchSize <= 1497, $"Invalid --batch-size {BatchSize}: the training split has 1497 samples.");
         Require(Hidden is >= 1 and <= 4096, $"Invalid --hidden {Hidden}: expected 1 to 4096.");
         Require(double.IsFinite(Lr) && Lr >= 0, $"Invalid --lr {Lr}: expected a finite value >= 0.");
-        Require(ShardSize >= 1, $"Invalid --shard-size {ShardSize}: expected at least 1 element.");
+        Require(
+            ShardSize is >= 1 and <= Layout.OptimizerSpec.MaxShardElementsLimit,
+            $"Invalid --shard-size {ShardSize}: expected 1 to {Layout.OptimizerSpec.MaxShardElementsLimit} elements.");
         Require(ShardedCheckpointEvery >= 0, $"Invalid --sharded-checkpoint-every {ShardedCheckpointEvery}: expected 0 (off) or a number of steps.");
         Require(SchedulerInterval is "epoch" or "step", $"Invalid --scheduler-interval '{SchedulerInterval}': expected 'epoch' or 'step'.");
         if (Scheduler is not null)

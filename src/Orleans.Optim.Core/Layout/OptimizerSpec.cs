@@ -36,6 +36,12 @@ public sealed record OptimizerSpec
     /// <summary>Default maximum number of elements per shard: 1 Mi elements, 4 MiB per float32 buffer.</summary>
     public const int DefaultMaxShardElements = 1 << 20;
 
+    /// <summary>
+    /// Largest accepted maximum shard size: 2 Mi elements, so that a shard's snapshot (values and up to four state
+    /// buffers) stays well under Orleans' message size limit.
+    /// </summary>
+    public const int MaxShardElementsLimit = 1 << 21;
+
     /// <summary>Torch class name, such as <c>Adam</c>.</summary>
     public required string Algorithm { get; init; }
 

@@ -27,7 +27,7 @@ internal sealed partial class OptimizerGrain(
     ILogger<OptimizerGrain> logger) : Grain, IOptimizerGrain
 {
     /// <summary>Largest allowed shard: 2 Mi elements keeps a shard's snapshot (values and up to four state buffers) near 40 MiB, well under Orleans' 100 MiB message limit.</summary>
-    public const int MaxShardElementsLimit = 1 << 21;
+    public const int MaxShardElementsLimit = OptimizerSpec.MaxShardElementsLimit;
 
     private OptimizerLayout? _layout;
 

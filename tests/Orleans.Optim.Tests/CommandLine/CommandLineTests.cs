@@ -61,6 +61,35 @@ public sealed class CommandLineTests : IDisposable
         Assert.Contains("error: Invalid --workers 0: expected at least 1.", result.Error);
     }
 
+    [Theory]
+    [InlineData("--shard-size", "3000000", "error: Invalid --shard-size 3000000: expected 1 to 2097152 elements.")]
+    [InlineData("--name", "bad/name", "error: Invalid --name: Invalid optimizer name 'bad/name': use only ASCII letters, digits, '-', '_' and '.', such as 'run-42'.")]
+    public void TrainRejectsBadValueBeforeCluster(string option, string value, string expected)
+    {
+        var result = CommandRunner.RunClient(["train", option, value, "--checkpoint-dir", "run"], _folder);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Equal(expected, result.Error.Trim());
+
+        // Nothing started: no cluster line and no checkpoint folder.
+        Assert.DoesNotContain("silo", result.Output, StringComparison.OrdinalIgnoreCase);
+        Assert.False(Directory.Exists(Path.Combine(_folder, "run")));
+    }
+
+    [Fact]
+    public void ResumeWithoutWorkLeftStartsNothing()
+    {
+        var trained = CommandRunner.RunClient(["train", "--epochs", "2", "--checkpoint-dir", "run"], _folder);
+        Assert.True(trained.ExitCode == 0, trained.Error);
+
+        var resumed = CommandRunner.RunClient(["train", "--epochs", "2", "--resume", "run"], _folder);
+
+        Assert.Equal(1, resumed.ExitCode);
+        Assert.Equal("error: Nothing to train: the checkpoint is already at epoch 2 and --epochs is 2. Raise --epochs to continue.", resumed.Error.Trim());
+        Assert.DoesNotContain("Embedded cluster", resumed.Output);
+        Assert.Equal(string.Empty, resumed.Output.Trim());
+    }
+
     [Fact]
     public void TrainRejectsRemoteGateway()
     {
