@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Orleans.Optim.Algorithms;
 using Orleans.Optim.Engine;
 using Orleans.Optim.Formats.Pt;
@@ -23,6 +24,7 @@ namespace Orleans.Optim.Client;
 public sealed class ClusterOptimizer
 {
     private const int ConsistentCutAttempts = 100;
+    private const int PinnedReadAttempts = 3;
     private static readonly TimeSpan s_consistentCutDelay = TimeSpan.FromMilliseconds(20);
 
     private readonly IGrainFactory _grains;
@@ -277,14 +279,20 @@ public sealed class ClusterOptimizer
     /// <exception cref="OptimizerFaultException">The shards kept moving between steps and no consistent cut was found.</exception>
     public async Task<OptimizerStateDict> StateDictAsync()
     {
-        await RefreshAsync();
-        var snapshots = await ConsistentSnapshotsAsync();
-        var slices = Layout.Shards.Select(shard =>
+        for (int attempt = 1; ; attempt++)
         {
-            var snapshot = snapshots[shard.Index];
-            return new SliceSnapshot(shard, SliceStateBinary.Decode(snapshot.State), new StateOrderKey(snapshot.OrderStep, snapshot.OrderPosition));
-        }).ToList();
-        return StateDictAssembler.Assemble(Layout, ParamGroups, slices);
+            await RefreshAsync();
+            var firstChunks = await ConsistentStateReadsAsync(ShardChunkStream.ChunkBytes);
+            try
+            {
+                var slices = await Task.WhenAll(Layout.Shards.Select(shard => ReadSliceAsync(shard, firstChunks[shard.Index])));
+                return StateDictAssembler.Assemble(Layout, ParamGroups, slices);
+            }
+            catch (OptimizerFaultException e) when (e.Fault == OptimizerFault.Inconsistent && attempt < PinnedReadAttempts)
+            {
+                // A step was applied between the first and a later chunk of some shard: start again at the new step.
+            }
+        }
     }
 
     /// <summary>
@@ -316,8 +324,45 @@ public sealed class ClusterOptimizer
         _description = await Translate(() => CoordinatorGrain.CommitLoad(loadId, plan.Groups.Select(PythonBinary.EncodeOptions).ToArray()));
     }
 
-    /// <summary>Writes <see cref="StateDictAsync"/> as a <c>.pt</c> file that <c>torch.load</c> and <c>optimizer.load_state_dict</c> accept.</summary>
-    public async Task SaveAsync(string path) => StateDictFiles.WriteOptimizer(path, await StateDictAsync());
+    /// <summary>
+    /// Writes <see cref="StateDictAsync"/> as a <c>.pt</c> file that <c>torch.load</c> and <c>optimizer.load_state_dict</c>
+    /// accept, streaming each state tensor from its shards into the file in chunks of at most 4 MiB, so that this
+    /// process holds a bounded window of the state (about 16 MiB), never all of it. The file is the same, byte for
+    /// byte, as writing the gathered state dict.
+    /// </summary>
+    /// <remarks>
+    /// Every shard is read at one step: the headers are read until all shards agree on the step, and every chunk
+    /// read fails when its shard has moved on. The export then starts again, up to three times in all. The file is
+    /// written through a temporary file, so a failed export leaves any existing file unchanged.
+    /// </remarks>
+    /// <exception cref="OptimizerFaultException">Steps kept being applied during the export; export between steps.</exception>
+    public async Task SaveAsync(string path)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            await RefreshAsync();
+            var headers = await ConsistentStateReadsAsync(0);
+            long step = headers[0].Step;
+            using var export = new StreamedStateExport(Layout, ParamGroups, headers, request => Shard(request.ShardIndex).ReadState(step, request.Offset, (int)request.Count));
+            try
+            {
+                // The writer's tensor callbacks wait for the shards' replies, so the write runs on a pool thread.
+                await Task.Run(() => PtWriter.WriteFile(path, export.Tree));
+                return;
+            }
+            catch (OptimizerFaultException e) when (e.Fault == OptimizerFault.Inconsistent)
+            {
+                if (attempt == PinnedReadAttempts)
+                {
+                    throw new OptimizerFaultException(
+                        OptimizerFault.Inconsistent,
+                        $"Optimizer '{Name}': steps were applied during each of {PinnedReadAttempts} attempts to export its state at one step ({e.Message}). " +
+                        "Export between steps, for example from a worker right after its step returns.",
+                        e);
+                }
+            }
+        }
+    }
 
     /// <summary>
     /// Loads an optimizer <c>.pt</c> file written by <c>torch.save(optimizer.state_dict())</c> or by <see cref="SaveAsync"/>.
@@ -489,6 +534,78 @@ public sealed class ClusterOptimizer
 
             await Task.Delay(s_consistentCutDelay);
         }
+    }
+
+    /// <summary>
+    /// Reads <paramref name="count"/> bytes of every shard's state tensors with the state's header, repeating until
+    /// all shards answer from one step.
+    /// </summary>
+    private async Task<ShardStateChunk[]> ConsistentStateReadsAsync(int count)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            var chunks = await Task.WhenAll(Layout.Shards.Select(shard => Shard(shard.Index).ReadState(ShardStateChunk.AnyStep, 0, count)));
+            long min = chunks.Min(s => s.Step);
+            long max = chunks.Max(s => s.Step);
+            if (min == max)
+            {
+                return chunks;
+            }
+
+            if (attempt == ConsistentCutAttempts)
+            {
+                throw new OptimizerFaultException(
+                    OptimizerFault.Inconsistent,
+                    $"Optimizer '{Name}': shards stayed at different steps ({min} to {max}) over {ConsistentCutAttempts} attempts. " +
+                    "Take the state dict between steps, for example from a worker right after its step returns.");
+            }
+
+            await Task.Delay(s_consistentCutDelay);
+        }
+    }
+
+    /// <summary>Reads the rest of a shard's state tensors after <paramref name="first"/>, at its step, and decodes the slice.</summary>
+    private async Task<SliceSnapshot> ReadSliceAsync(ShardInfo shard, ShardStateChunk first)
+    {
+        var data = first.Data;
+        if (first.TotalBytes > data.Length)
+        {
+            data = new byte[first.TotalBytes];
+            first.Data.CopyTo(data, 0);
+            for (long offset = first.Data.Length; offset < data.Length;)
+            {
+                int count = (int)Math.Min(ShardChunkStream.ChunkBytes, data.Length - offset);
+                var chunk = await Shard(shard.Index).ReadState(first.Step, offset, count);
+                if (chunk.Data.Length != count)
+                {
+                    throw new OptimizerFaultException(
+                        OptimizerFault.Inconsistent,
+                        $"Shard {shard.Index} returned {chunk.Data.Length} bytes of its state at offset {offset}, not {count}; its state changed during the read.");
+                }
+
+                chunk.Data.CopyTo(data, offset);
+                offset += count;
+            }
+        }
+
+        var state = SliceStateBinary.Decode(first.Header);
+        var tensors = state?.Entries.Where(e => e.Kind == StateValueKind.ParamTensor).ToList() ?? [];
+        long sliceBytes = (long)shard.Length * sizeof(float);
+        if (data.Length != tensors.Count * sliceBytes)
+        {
+            throw new OptimizerFaultException(
+                OptimizerFault.Inconsistent,
+                $"Shard {shard.Index} holds {data.Length} bytes of state tensors; expected {tensors.Count} tensors of {shard.Length} float32 elements.");
+        }
+
+        for (int i = 0; i < tensors.Count; i++)
+        {
+            var values = new float[shard.Length];
+            data.AsSpan(checked((int)(i * sliceBytes)), (int)sliceBytes).CopyTo(MemoryMarshal.AsBytes(values.AsSpan()));
+            tensors[i].SetSlice(values);
+        }
+
+        return new SliceSnapshot(shard, state, new StateOrderKey(first.OrderStep, first.OrderPosition));
     }
 
     private float[][] Assemble(IReadOnlyList<byte[]> shardValues)

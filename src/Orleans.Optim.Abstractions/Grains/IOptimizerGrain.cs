@@ -144,6 +144,19 @@ public interface IShardGrain : IGrainWithStringKey
     /// <summary>Returns the slice's values and state at its current step.</summary>
     Task<ShardSnapshot> Snapshot();
 
+    /// <summary>
+    /// Returns bytes <c>[offset, offset + count)</c> of the slice's float32 state tensors (the tensor entries in
+    /// entry order, one after the other), clipped to their end, with the state's scalar entries and order key.
+    /// </summary>
+    /// <param name="expectedStep">The step the shard must be at, or <see cref="ShardStateChunk.AnyStep"/>.</param>
+    /// <param name="offset">First byte, at most <see cref="ShardStateChunk.TotalBytes"/>.</param>
+    /// <param name="count">Number of bytes, 0 to <see cref="ShardStateChunk.MaxBytes"/>; 0 returns only the header.</param>
+    /// <exception cref="OptimizerFaultException">
+    /// <see cref="OptimizerFault.Inconsistent"/> when the shard is at another step than <paramref name="expectedStep"/>,
+    /// <see cref="OptimizerFault.InvalidArgument"/> for a range outside the state.
+    /// </exception>
+    Task<ShardStateChunk> ReadState(long expectedStep, long offset, int count);
+
     /// <summary>Stages this shard's part of a <c>load_state_dict</c>; nothing changes until <see cref="CommitLoad"/>.</summary>
     Task StageLoad(Guid loadId, ShardLoad load);
 

@@ -1,0 +1,138 @@
+using Orleans.Optim.Wire;
+
+namespace Orleans.Optim.Client;
+
+/// <summary>One range of one shard's state tensor bytes.</summary>
+/// <param name="ShardIndex">The shard.</param>
+/// <param name="Offset">First byte in the shard's tensor bytes.</param>
+/// <param name="Count">Number of bytes, at most <see cref="ShardStateChunk.MaxBytes"/>.</param>
+internal readonly record struct ChunkRequest(int ShardIndex, long Offset, long Count);
+
+/// <summary>
+/// The bytes of a list of shard state ranges as one sequential source, fetched ahead in a bounded window so that a
+/// synchronous writer can copy them out while the next ranges travel.
+/// </summary>
+/// <remarks>
+/// At most <see cref="MaxRequestsInFlight"/> requests and about <see cref="MaxBytesInFlight"/> bytes are fetched
+/// ahead of the reader, so memory stays bounded by the window, not by the state's size. Not thread-safe.
+/// </remarks>
+internal sealed class ShardChunkStream : IDisposable
+{
+    /// <summary>Largest range of one request: 4 MiB.</summary>
+    public const int ChunkBytes = 4 << 20;
+
+    /// <summary>Most requests fetched ahead at once, which matters for many small shards.</summary>
+    public const int MaxRequestsInFlight = 64;
+
+    /// <summary>Most bytes requested ahead of the reader at once (one request may go over it).</summary>
+    public const long MaxBytesInFlight = 16 << 20;
+
+    private readonly IReadOnlyList<ChunkRequest> _requests;
+    private readonly Func<ChunkRequest, Task<ShardStateChunk>> _fetch;
+    private readonly Queue<(ChunkRequest Request, Task<ShardStateChunk> Reply)> _inFlight = new();
+    private long _bytesInFlight;
+    private int _nextRequest;
+    private byte[] _current = [];
+    private int _currentPosition;
+
+    /// <summary>Creates the source; nothing is fetched before the first read.</summary>
+    /// <param name="requests">The ranges in the order they are read.</param>
+    /// <param name="fetch">Fetches one range; it must return exactly <see cref="ChunkRequest.Count"/> bytes.</param>
+    public ShardChunkStream(IReadOnlyList<ChunkRequest> requests, Func<ChunkRequest, Task<ShardStateChunk>> fetch)
+    {
+        _requests = requests;
+        _fetch = fetch;
+    }
+
+    /// <summary>Splits consecutive ranges into requests of at most <see cref="ChunkBytes"/>, first joining those that continue each other on one shard.</summary>
+    public static List<ChunkRequest> Plan(IEnumerable<ChunkRequest> ranges, int chunkBytes = ChunkBytes)
+    {
+        var joined = new List<ChunkRequest>();
+        foreach (var range in ranges.Where(r => r.Count > 0))
+        {
+            if (joined.Count > 0 && joined[^1] is var last && last.ShardIndex == range.ShardIndex && last.Offset + last.Count == range.Offset
+                && last.Count + range.Count <= chunkBytes)
+            {
+                joined[^1] = last with { Count = last.Count + range.Count };
+            }
+            else
+            {
+                joined.Add(range);
+            }
+        }
+
+        var requests = new List<ChunkRequest>();
+        foreach (var range in joined)
+        {
+            for (long done = 0; done < range.Count; done += chunkBytes)
+            {
+                requests.Add(new ChunkRequest(range.ShardIndex, range.Offset + done, Math.Min(chunkBytes, range.Count - done)));
+            }
+        }
+
+        return requests;
+    }
+
+    /// <summary>Copies the next <paramref name="byteCount"/> bytes to <paramref name="output"/>, waiting for their replies.</summary>
+    /// <exception cref="OptimizerFaultException">A shard failed the read, for example because it took a step meanwhile.</exception>
+    /// <exception cref="InvalidOperationException">The requests hold fewer bytes than the reads take.</exception>
+    public void CopyTo(Stream output, long byteCount)
+    {
+        while (byteCount > 0)
+        {
+            if (_currentPosition == _current.Length)
+            {
+                _current = TakeNext();
+                _currentPosition = 0;
+            }
+
+            int length = (int)Math.Min(byteCount, _current.Length - _currentPosition);
+            output.Write(_current, _currentPosition, length);
+            _currentPosition += length;
+            byteCount -= length;
+        }
+    }
+
+    /// <summary>Stops fetching ahead; replies still on their way are observed and dropped.</summary>
+    public void Dispose()
+    {
+        while (_inFlight.TryDequeue(out var pending))
+        {
+            _ = pending.Reply.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+        }
+
+        _nextRequest = _requests.Count;
+    }
+
+    private byte[] TakeNext()
+    {
+        FillWindow();
+        if (!_inFlight.TryDequeue(out var pending))
+        {
+            throw new InvalidOperationException("The exported tensors need more bytes than the planned shard reads hold; the export plan is wrong.");
+        }
+
+        _bytesInFlight -= pending.Request.Count;
+        FillWindow();
+        var reply = pending.Reply.GetAwaiter().GetResult();
+        if (reply.Data.Length != pending.Request.Count)
+        {
+            throw new OptimizerFaultException(
+                OptimizerFault.Inconsistent,
+                $"Shard {pending.Request.ShardIndex} returned {reply.Data.Length} bytes of its state at offset {pending.Request.Offset}, not {pending.Request.Count}; its state changed during the read.");
+        }
+
+        return reply.Data;
+    }
+
+    private void FillWindow()
+    {
+        while (_nextRequest < _requests.Count && _inFlight.Count < MaxRequestsInFlight
+            && (_inFlight.Count == 0 || _bytesInFlight + _requests[_nextRequest].Count <= MaxBytesInFlight))
+        {
+            var request = _requests[_nextRequest++];
+            _inFlight.Enqueue((request, _fetch(request)));
+            _bytesInFlight += request.Count;
+        }
+    }
+}

@@ -1,0 +1,56 @@
+using System.Runtime.InteropServices;
+using Orleans.Optim.Algorithms;
+using Orleans.Optim.Engine;
+using Orleans.Optim.Wire;
+
+namespace Orleans.Optim.Shards;
+
+/// <summary>The shard's chunked reads of its state, for state dicts and streamed exports.</summary>
+internal sealed partial class ShardGrain
+{
+    /// <inheritdoc/>
+    public Task<ShardStateChunk> ReadState(long expectedStep, long offset, int count)
+    {
+        var config = persisted.State.Config ?? throw NotConfigured();
+        var slice = _slice ?? throw new OptimizerFaultException(
+            OptimizerFault.NotReady, $"Shard {config.Shard.Index} of optimizer '{config.Optimizer}' has no values yet.");
+        if (expectedStep != ShardStateChunk.AnyStep && expectedStep != _step)
+        {
+            throw new OptimizerFaultException(
+                OptimizerFault.Inconsistent,
+                $"Shard {config.Shard.Index} of optimizer '{config.Optimizer}' is at step {_step}, not {expectedStep}: a step was applied while its state was read. Read the state between steps.");
+        }
+
+        // The update kernel runs on a grain turn, so between two turns every tensor is at _step.
+        var tensors = slice.State?.Entries.Where(e => e.Kind == StateValueKind.ParamTensor).Select(e => e.Values!).ToList() ?? [];
+        long totalBytes = (long)tensors.Count * config.Shard.Length * sizeof(float);
+        if (count < 0 || count > ShardStateChunk.MaxBytes || offset < 0 || offset > totalBytes)
+        {
+            throw new OptimizerFaultException(
+                OptimizerFault.InvalidArgument,
+                $"Invalid state range of shard {config.Shard.Index}: offset {offset}, count {count}; expected 0 <= offset <= {totalBytes} and 0 <= count <= {ShardStateChunk.MaxBytes}.");
+        }
+
+        var data = new byte[(int)Math.Min(count, totalBytes - offset)];
+        long tensorBytes = (long)config.Shard.Length * sizeof(float);
+        int written = 0;
+        while (written < data.Length)
+        {
+            long position = offset + written;
+            int tensor = (int)(position / tensorBytes);
+            int start = (int)(position % tensorBytes);
+            var source = MemoryMarshal.AsBytes(tensors[tensor].AsSpan())[start..];
+            int length = Math.Min(source.Length, data.Length - written);
+            source[..length].CopyTo(data.AsSpan(written));
+            written += length;
+        }
+
+        return Task.FromResult(new ShardStateChunk(
+            _step,
+            SliceStateBinary.EncodeHeader(slice.State),
+            slice.OrderKey.Step,
+            slice.OrderKey.Position,
+            totalBytes,
+            data));
+    }
+}
