@@ -14,6 +14,8 @@ public static class BenchCommand
         var benchmark = new Argument<string?>("benchmark") { Arity = ArgumentArity.ZeroOrOne, Hidden = true };
         var command = new Command("bench", "Run a performance benchmark and print its figures.") { benchmark };
         command.Subcommands.Add(CreateKernel());
+        command.Subcommands.Add(ClusterStateBenchCommands.CreateExport());
+        command.Subcommands.Add(ClusterStateBenchCommands.CreateFanout());
 
         command.SetAction(int (parseResult) =>
         {

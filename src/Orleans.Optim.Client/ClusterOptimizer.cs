@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Orleans.Optim.Algorithms;
 using Orleans.Optim.Engine;
 using Orleans.Optim.Formats.Pt;
@@ -285,8 +284,8 @@ public sealed class ClusterOptimizer
             var firstChunks = await ConsistentStateReadsAsync(ShardChunkStream.ChunkBytes);
             try
             {
-                var slices = await Task.WhenAll(Layout.Shards.Select(shard => ReadSliceAsync(shard, firstChunks[shard.Index])));
-                return StateDictAssembler.Assemble(Layout, ParamGroups, slices);
+                var tensorBytes = await Task.WhenAll(Layout.Shards.Select(shard => ReadTensorBytesAsync(shard, firstChunks[shard.Index])));
+                return BuildStateDict(firstChunks, tensorBytes);
             }
             catch (OptimizerFaultException e) when (e.Fault == OptimizerFault.Inconsistent && attempt < PinnedReadAttempts)
             {
@@ -564,48 +563,66 @@ public sealed class ClusterOptimizer
         }
     }
 
-    /// <summary>Reads the rest of a shard's state tensors after <paramref name="first"/>, at its step, and decodes the slice.</summary>
-    private async Task<SliceSnapshot> ReadSliceAsync(ShardInfo shard, ShardStateChunk first)
+    /// <summary>Returns all of a shard's state tensor bytes: <paramref name="first"/>'s, and the rest read at its step.</summary>
+    private async Task<byte[]> ReadTensorBytesAsync(ShardInfo shard, ShardStateChunk first)
     {
-        var data = first.Data;
-        if (first.TotalBytes > data.Length)
+        if (first.TotalBytes == first.Data.Length)
         {
-            data = new byte[first.TotalBytes];
-            first.Data.CopyTo(data, 0);
-            for (long offset = first.Data.Length; offset < data.Length;)
+            return first.Data;
+        }
+
+        var data = new byte[first.TotalBytes];
+        first.Data.CopyTo(data, 0);
+        for (long offset = first.Data.Length; offset < data.Length;)
+        {
+            int count = (int)Math.Min(ShardChunkStream.ChunkBytes, data.Length - offset);
+            var chunk = await Shard(shard.Index).ReadState(first.Step, offset, count);
+            if (chunk.Data.Length != count)
             {
-                int count = (int)Math.Min(ShardChunkStream.ChunkBytes, data.Length - offset);
-                var chunk = await Shard(shard.Index).ReadState(first.Step, offset, count);
-                if (chunk.Data.Length != count)
+                throw new OptimizerFaultException(
+                    OptimizerFault.Inconsistent,
+                    $"Shard {shard.Index} returned {chunk.Data.Length} bytes of its state at offset {offset}, not {count}; its state changed during the read.");
+            }
+
+            chunk.Data.CopyTo(data, offset);
+            offset += count;
+        }
+
+        return data;
+    }
+
+    /// <summary>Joins the shards' tensor bytes into torch's state dict, copying each byte once.</summary>
+    private OptimizerStateDict BuildStateDict(IReadOnlyList<ShardStateChunk> headers, IReadOnlyList<byte[]> tensorBytes)
+    {
+        var state = new OrderedDictionary<long, OrderedDictionary<string, object?>>();
+        foreach (var (parameter, shards, sliceState) in ShardStateHeaders.StatesInOrder(Layout, headers))
+        {
+            var entries = new OrderedDictionary<string, object?>();
+            int tensorEntry = 0;
+            foreach (var entry in sliceState.Entries)
+            {
+                if (entry.Kind != StateValueKind.ParamTensor)
                 {
-                    throw new OptimizerFaultException(
-                        OptimizerFault.Inconsistent,
-                        $"Shard {shard.Index} returned {chunk.Data.Length} bytes of its state at offset {offset}, not {count}; its state changed during the read.");
+                    entries[entry.Name] = StateDictAssembler.ScalarValue(entry);
+                    continue;
                 }
 
-                chunk.Data.CopyTo(data, offset);
-                offset += count;
+                // Entry k of a shard's tensor bytes starts at k times the slice's byte length.
+                var data = new byte[checked(parameter.NumElements * sizeof(float))];
+                foreach (var shard in shards)
+                {
+                    int sliceBytes = checked(shard.Length * sizeof(float));
+                    tensorBytes[shard.Index].AsSpan(checked(tensorEntry * sliceBytes), sliceBytes).CopyTo(data.AsSpan(checked((int)(shard.Offset * sizeof(float)))));
+                }
+
+                entries[entry.Name] = new Tensor(DType.Float32, parameter.Shape, data);
+                tensorEntry++;
             }
+
+            state[parameter.Id] = entries;
         }
 
-        var state = SliceStateBinary.Decode(first.Header);
-        var tensors = state?.Entries.Where(e => e.Kind == StateValueKind.ParamTensor).ToList() ?? [];
-        long sliceBytes = (long)shard.Length * sizeof(float);
-        if (data.Length != tensors.Count * sliceBytes)
-        {
-            throw new OptimizerFaultException(
-                OptimizerFault.Inconsistent,
-                $"Shard {shard.Index} holds {data.Length} bytes of state tensors; expected {tensors.Count} tensors of {shard.Length} float32 elements.");
-        }
-
-        for (int i = 0; i < tensors.Count; i++)
-        {
-            var values = new float[shard.Length];
-            data.AsSpan(checked((int)(i * sliceBytes)), (int)sliceBytes).CopyTo(MemoryMarshal.AsBytes(values.AsSpan()));
-            tensors[i].SetSlice(values);
-        }
-
-        return new SliceSnapshot(shard, state, new StateOrderKey(first.OrderStep, first.OrderPosition));
+        return new OptimizerStateDict(state, StateDictAssembler.BuildGroups(Layout, ParamGroups));
     }
 
     private float[][] Assemble(IReadOnlyList<byte[]> shardValues)

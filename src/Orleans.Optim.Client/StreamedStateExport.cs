@@ -2,6 +2,7 @@ using Orleans.Optim.Algorithms;
 using Orleans.Optim.Engine;
 using Orleans.Optim.Formats.Pt;
 using Orleans.Optim.Layout;
+using Orleans.Optim.StateDicts;
 using Orleans.Optim.Tensors;
 using Orleans.Optim.Wire;
 
@@ -33,25 +34,11 @@ internal sealed class StreamedStateExport : IDisposable
         IReadOnlyList<ShardStateChunk> headers,
         Func<ChunkRequest, Task<ShardStateChunk>> fetch)
     {
-        var shardsByParam = layout.Shards.GroupBy(s => s.ParamId).ToDictionary(g => g.Key, g => g.OrderBy(s => s.Offset).ToList());
-        var parameters = new List<(StateOrderKey Key, ParameterInfo Parameter, SliceState State)>();
-        foreach (var parameter in layout.Parameters)
-        {
-            var shards = shardsByParam[parameter.Id];
-            var state = CheckedState(parameter, shards, headers);
-            if (state is not null)
-            {
-                var first = headers[shards[0].Index];
-                parameters.Add((new StateOrderKey(first.OrderStep, first.OrderPosition), parameter, state));
-            }
-        }
-
         var ranges = new List<ChunkRequest>();
         var stateDict = new OrderedDictionary<object, object?>();
         int tensorCount = 0;
-        foreach (var (_, parameter, state) in parameters.OrderBy(p => p.Key))
+        foreach (var (parameter, shards, state) in ShardStateHeaders.StatesInOrder(layout, headers))
         {
-            var shards = shardsByParam[parameter.Id];
             var entries = new OrderedDictionary<object, object?>();
             int tensorEntry = 0;
             foreach (var entry in state.Entries)
@@ -77,10 +64,9 @@ internal sealed class StreamedStateExport : IDisposable
             stateDict[parameter.Id] = entries;
         }
 
-        var paramGroups = StateDictAssembler.BuildGroups(layout, groups)
-            .Select(group => (object?)new OrderedDictionary<object, object?>(group.Select(p => KeyValuePair.Create((object)p.Key, p.Value))))
-            .ToList();
-        Tree = new OrderedDictionary<object, object?> { ["state"] = stateDict, ["param_groups"] = paramGroups };
+        var paramGroups = StateDictAssembler.BuildGroups(layout, groups);
+        Tree = new OptimizerStateDict(new(), paramGroups).ToPython();
+        Tree["state"] = stateDict;
         TensorBytes = ranges.Sum(r => r.Count);
         _chunks = new ShardChunkStream(ShardChunkStream.Plan(ranges), fetch);
     }
@@ -93,36 +79,6 @@ internal sealed class StreamedStateExport : IDisposable
 
     /// <inheritdoc/>
     public void Dispose() => _chunks.Dispose();
-
-    /// <summary>Decodes a parameter's state from its shards' headers, checking that they agree as the gathered state dict requires.</summary>
-    private static SliceState? CheckedState(ParameterInfo parameter, List<ShardInfo> shards, IReadOnlyList<ShardStateChunk> headers)
-    {
-        var first = headers[shards[0].Index];
-        var state = SliceStateBinary.Decode(first.Header);
-        foreach (var shard in shards)
-        {
-            var header = headers[shard.Index];
-            var other = shard == shards[0] ? state : SliceStateBinary.Decode(header.Header);
-            bool agrees = (other is null) == (state is null) && header.OrderStep == first.OrderStep && header.OrderPosition == first.OrderPosition
-                && (state is null || (other!.Entries.Count == state.Entries.Count
-                    && other.Entries.Zip(state.Entries).All(p => p.First.Name == p.Second.Name && p.First.Kind == p.Second.Kind && p.First.Number == p.Second.Number)));
-            if (!agrees)
-            {
-                throw new OptimizerFaultException(
-                    OptimizerFault.Inconsistent, $"Shards of param {parameter.Id} disagree on whether, when or with which entries its state was created.");
-            }
-
-            int tensors = state?.Entries.Count(e => e.Kind == StateValueKind.ParamTensor) ?? 0;
-            if (header.TotalBytes != (long)tensors * shard.Length * sizeof(float))
-            {
-                throw new OptimizerFaultException(
-                    OptimizerFault.Inconsistent,
-                    $"Shard {shard.Index} of param {parameter.Id} holds {header.TotalBytes} bytes of state tensors; expected {tensors} tensors of {shard.Length} float32 elements.");
-            }
-        }
-
-        return state;
-    }
 
     private void WriteTensor(int index, Stream output, long byteCount)
     {
