@@ -89,12 +89,15 @@ public sealed record ClusterStateBenchSettings
     }
 }
 
-/// <summary>Peak memory growth of this process during the timed runs of one figure.</summary>
+/// <summary>Peak memory growth of this process during the runs of one figure.</summary>
 /// <param name="PeakGrowthBytes">Largest growth of the peak resident set size over one run, over all timed runs.</param>
+/// <param name="FirstRunGrowthBytes">
+/// The same for the untimed first run, which also grows the buffer pools that later runs reuse.
+/// </param>
 /// <param name="StateBytes">Bytes of the optimizer's state tensors.</param>
 /// <param name="PeakReset">Whether the peak was reset before each run; without it the growth is an upper bound.</param>
 /// <param name="TargetFraction">The target for <see cref="Fraction"/>, if the figure has one.</param>
-public sealed record MemoryGrowth(long PeakGrowthBytes, long StateBytes, bool PeakReset, double? TargetFraction)
+public sealed record MemoryGrowth(long PeakGrowthBytes, long FirstRunGrowthBytes, long StateBytes, bool PeakReset, double? TargetFraction)
 {
     /// <summary>The growth as a fraction of the state's size.</summary>
     public double Fraction => (double)PeakGrowthBytes / StateBytes;
@@ -137,6 +140,9 @@ public static class ClusterStateBenchmark
     /// <summary>Name of the baseline figure.</summary>
     public const string TorchFigure = "torch.save";
 
+    /// <summary>Name of the baseline figure that flushes the file to the disk, as <c>SaveAsync</c> does by default.</summary>
+    public const string TorchFsyncFigure = "torch.save.fsync";
+
     /// <summary>Creates the optimizer, runs the baseline and the timed runs, and returns the figures.</summary>
     /// <remarks>
     /// PyTorch runs first, in its own process. Then the optimizer is created with one step's state, and each figure
@@ -154,16 +160,18 @@ public static class ClusterStateBenchmark
         string folder = settings.OutputFolder ?? Directory.CreateTempSubdirectory("orleans-optim-bench-" + settings.Benchmark + "-").FullName;
         try
         {
-            var torch = MeasureTorch(settings, sizes, folder, progress, skipped);
+            var (torch, torchFsync) = MeasureTorch(settings, sizes, folder, progress, skipped);
             var optimizer = await CreateOptimizerAsync(settings, sizes, grains, progress);
 
             var figures = new List<ClusterStateFigure>();
-            if (torch is not null)
+            if (torch is not null && torchFsync is not null)
             {
                 figures.Add(new ClusterStateFigure(new BenchFigure(torch), null));
+                figures.Add(new ClusterStateFigure(new BenchFigure(torchFsync), null));
             }
 
             bool isExport = settings.Benchmark == "export";
+            double targetRatio = isExport ? ExportTargetRatio : FanoutTargetRatio;
             if (settings.IncludeStateDict)
             {
                 progress.WriteLine($"Timing state_dict: 1 untimed and {settings.Repetitions} timed runs.");
@@ -175,19 +183,23 @@ public static class ClusterStateBenchmark
             }
 
             string path = Path.Combine(folder, "optimizer.pt");
-            progress.WriteLine($"Timing the streamed save: 1 untimed and {settings.Repetitions} timed runs.");
-            var (saveSeconds, saveMemory) = await TimeRunsAsync(
-                settings,
-                async () =>
-                {
-                    await optimizer.SaveAsync(path);
-                    File.Delete(path);
-                },
-                targetFraction: isExport ? ExportMemoryTarget : null);
-            var save = new Measurement(
-                settings.Benchmark + ".save", Environment.ProcessorCount, settings.Elements, StateBytesPerElement, saveSeconds,
-                "ClusterOptimizer.SaveAsync: the .pt file streamed from the shards in 4 MiB chunks");
-            figures.Add(new ClusterStateFigure(new BenchFigure(save, torch, isExport ? ExportTargetRatio : FanoutTargetRatio), saveMemory));
+            foreach (bool flush in (bool[])[false, true])
+            {
+                string figure = settings.Benchmark + (flush ? ".save" : ".save.nofsync");
+                progress.WriteLine($"Timing {figure}: 1 untimed and {settings.Repetitions} timed runs.");
+                var (seconds, memory) = await TimeRunsAsync(
+                    settings,
+                    async () =>
+                    {
+                        await optimizer.SaveAsync(path, flushToDisk: flush);
+                        File.Delete(path);
+                    },
+                    targetFraction: isExport ? ExportMemoryTarget : null);
+                var measurement = new Measurement(
+                    figure, Environment.ProcessorCount, settings.Elements, StateBytesPerElement, seconds,
+                    $"ClusterOptimizer.SaveAsync(flushToDisk: {(flush ? "true" : "false")}): the .pt file streamed from the shards in chunks of at most 4 MiB");
+                figures.Add(new ClusterStateFigure(new BenchFigure(measurement, flush ? torchFsync : torch, targetRatio), memory));
+            }
 
             return new ClusterStateBenchResult(settings, figures, skipped, loadAverage, optimizer.Layout.Shards.Count);
         }
@@ -200,25 +212,29 @@ public static class ClusterStateBenchmark
         }
     }
 
-    private static Measurement? MeasureTorch(ClusterStateBenchSettings settings, int[] sizes, string folder, TextWriter progress, List<string> skipped)
+    private static (Measurement? Save, Measurement? SaveFsync) MeasureTorch(ClusterStateBenchSettings settings, int[] sizes, string folder, TextWriter progress, List<string> skipped)
     {
         if (!settings.RunTorch)
         {
-            skipped.Add($"{TorchFigure}: --skip-torch was given.");
-            return null;
+            skipped.Add($"{TorchFigure} and {TorchFsyncFigure}: --skip-torch was given.");
+            return (null, null);
         }
 
-        progress.WriteLine($"Running torch.save through {settings.Python}: 1 untimed and {settings.Repetitions} timed saves.");
+        progress.WriteLine($"Running torch.save through {settings.Python}: 2 untimed and {settings.Repetitions} timed saves with and without fsync.");
         var timings = TorchSaveBaseline.TryMeasure(settings.Python, sizes, settings.Repetitions, Path.Combine(folder, "torch.pt"), settings.TorchTimeout, out string? reason);
         if (timings is null)
         {
-            skipped.Add($"{TorchFigure}: {reason}");
-            return null;
+            skipped.Add($"{TorchFigure} and {TorchFsyncFigure}: {reason}");
+            return (null, null);
         }
 
-        return new Measurement(
-            TorchFigure, 1, settings.Elements, StateBytesPerElement, timings.SaveSeconds,
-            $"torch {timings.TorchVersion}: torch.save(Adam.state_dict()), {timings.FileBytes} bytes");
+        return (
+            new Measurement(
+                TorchFigure, 1, settings.Elements, StateBytesPerElement, timings.SaveSeconds,
+                $"torch {timings.TorchVersion}: torch.save(Adam.state_dict(), path), {timings.FileBytes} bytes"),
+            new Measurement(
+                TorchFsyncFigure, 1, settings.Elements, StateBytesPerElement, timings.SaveFsyncSeconds,
+                $"torch {timings.TorchVersion}: torch.save(Adam.state_dict(), path), then os.fsync of the file"));
     }
 
     private static async Task<ClusterOptimizer> CreateOptimizerAsync(ClusterStateBenchSettings settings, int[] sizes, IGrainFactory grains, TextWriter progress)
@@ -244,26 +260,34 @@ public static class ClusterStateBenchmark
 
     private static async Task<(double[] Seconds, MemoryGrowth? Memory)> TimeRunsAsync(ClusterStateBenchSettings settings, Func<Task> run, double? targetFraction)
     {
-        await run();
+        var (_, firstGrowth, firstReset) = await MeasureRunAsync(run);
         var seconds = new double[settings.Repetitions];
         long maxGrowth = 0;
-        bool peakReset = true;
+        bool peakReset = firstReset;
         for (int i = 0; i < seconds.Length; i++)
         {
-            ProcessMemory.Settle();
-            long before = ProcessMemory.IsAvailable ? ProcessMemory.ResidentBytes() : 0;
-            peakReset &= ProcessMemory.IsAvailable && ProcessMemory.TryResetPeak();
-            long start = System.Diagnostics.Stopwatch.GetTimestamp();
-            await run();
-            seconds[i] = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
-            if (ProcessMemory.IsAvailable)
-            {
-                maxGrowth = Math.Max(maxGrowth, ProcessMemory.PeakResidentBytes() - before);
-            }
+            var (elapsed, growth, reset) = await MeasureRunAsync(run);
+            seconds[i] = elapsed;
+            maxGrowth = Math.Max(maxGrowth, growth);
+            peakReset &= reset;
         }
 
-        var memory = ProcessMemory.IsAvailable ? new MemoryGrowth(maxGrowth, settings.StateBytes, peakReset, targetFraction) : null;
+        var memory = ProcessMemory.IsAvailable ? new MemoryGrowth(maxGrowth, firstGrowth, settings.StateBytes, peakReset, targetFraction) : null;
         return (seconds, memory);
+    }
+
+    /// <summary>Runs once after a full collection and returns the time and the growth of the peak resident set size.</summary>
+    private static async Task<(double Seconds, long Growth, bool PeakReset)> MeasureRunAsync(Func<Task> run)
+    {
+        ProcessMemory.Settle();
+        bool available = ProcessMemory.IsAvailable;
+        long before = available ? ProcessMemory.ResidentBytes() : 0;
+        bool reset = available && ProcessMemory.TryResetPeak();
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        await run();
+        double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+        long growth = available ? ProcessMemory.PeakResidentBytes() - before : 0;
+        return (seconds, growth, reset);
     }
 
     // The first field of /proc/loadavg; null where the file does not exist or cannot be read.

@@ -8,8 +8,9 @@ namespace Orleans.Optim.Cli.Bench;
 /// <summary>Times of <c>torch.save(optimizer.state_dict(), path)</c>, measured by a Python child process.</summary>
 /// <param name="TorchVersion">The child's <c>torch.__version__</c>.</param>
 /// <param name="SaveSeconds">Time of each timed save.</param>
+/// <param name="SaveFsyncSeconds">Time of each timed save followed by <c>os.fsync</c> of the file.</param>
 /// <param name="FileBytes">Size of the file one save wrote.</param>
-public sealed record TorchSaveTimings(string TorchVersion, double[] SaveSeconds, long FileBytes);
+public sealed record TorchSaveTimings(string TorchVersion, double[] SaveSeconds, double[] SaveFsyncSeconds, long FileBytes);
 
 /// <summary>
 /// Saves the state dict of a torch <c>Adam</c> over parameters of the given sizes, one step in, with
@@ -18,8 +19,9 @@ public sealed record TorchSaveTimings(string TorchVersion, double[] SaveSeconds,
 public static class TorchSaveBaseline
 {
     // One float32 parameter per size, each with a constant gradient, and Adam(lr=1e-3) after one step, so that every
-    // parameter has exp_avg, exp_avg_sq and step. The state dict is taken and saved inside the timed region; the
-    // file is deleted after each save, as the C# side deletes its files.
+    // parameter has exp_avg, exp_avg_sq and step. The state dict is taken and saved inside the timed region, once
+    // as torch.save leaves it and once followed by fsync, alternating. The file is deleted after each save, as the
+    // C# side deletes its files.
     private const string Script = """
         import json, os, sys, time
         import torch
@@ -35,20 +37,29 @@ public static class TorchSaveBaseline
         for p in params:
             p.grad = None
 
-        def save_once():
+        def save_once(fsync):
             start = time.perf_counter()
             torch.save(optimizer.state_dict(), path)
+            if fsync:
+                descriptor = os.open(path, os.O_RDONLY)
+                os.fsync(descriptor)
+                os.close(descriptor)
             elapsed = time.perf_counter() - start
             size = os.path.getsize(path)
             os.remove(path)
             return elapsed, size
 
-        save_once()
-        runs = [save_once() for _ in range(repetitions)]
+        save_once(False)
+        save_once(True)
+        plain, flushed = [], []
+        for _ in range(repetitions):
+            plain.append(save_once(False))
+            flushed.append(save_once(True))
         print(json.dumps({
             "torch_version": torch.__version__,
-            "save_s": [elapsed for elapsed, _ in runs],
-            "file_bytes": runs[0][1],
+            "save_s": [elapsed for elapsed, _ in plain],
+            "save_fsync_s": [elapsed for elapsed, _ in flushed],
+            "file_bytes": plain[0][1],
         }))
         """;
 
@@ -125,6 +136,7 @@ public static class TorchSaveBaseline
             return new TorchSaveTimings(
                 root.GetProperty("torch_version").GetString()!,
                 [.. root.GetProperty("save_s").EnumerateArray().Select(e => e.GetDouble())],
+                [.. root.GetProperty("save_fsync_s").EnumerateArray().Select(e => e.GetDouble())],
                 root.GetProperty("file_bytes").GetInt64());
         }
     }

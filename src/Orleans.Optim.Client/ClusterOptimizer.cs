@@ -26,13 +26,19 @@ public sealed class ClusterOptimizer
     private const int PinnedReadAttempts = 3;
     private static readonly TimeSpan s_consistentCutDelay = TimeSpan.FromMilliseconds(20);
 
+    // A guess of the state tensors per parameter (AMSGrad and centered RMSprop with momentum keep 3), used only to
+    // size the first read of a state dict; a shard with more state bytes is read on in further chunks.
+    private const int ExpectedStateTensors = 3;
+
     private readonly IGrainFactory _grains;
+    private readonly ShardStateReads _stateReads;
     private OptimizerDescription _description;
 
     private ClusterOptimizer(IGrainFactory grains, OptimizerDescription description, long stepCount)
     {
         _grains = grains;
         _description = description;
+        _stateReads = new ShardStateReads(grains, description.Name);
         Layout = description.ToLayout();
         Algorithm = OptimizerAlgorithms.Get(description.Spec.Algorithm);
         StepCount = stepCount;
@@ -334,19 +340,25 @@ public sealed class ClusterOptimizer
     /// read fails when its shard has moved on. The export then starts again, up to three times in all. The file is
     /// written through a temporary file, so a failed export leaves any existing file unchanged.
     /// </remarks>
+    /// <param name="path">The file to write.</param>
+    /// <param name="flushToDisk">
+    /// Whether to flush the file to the disk before it replaces <paramref name="path"/>, as
+    /// <see cref="PtWriterOptions.FlushToDisk"/> describes; <c>torch.save</c> does not.
+    /// </param>
     /// <exception cref="OptimizerFaultException">Steps kept being applied during the export; export between steps.</exception>
-    public async Task SaveAsync(string path)
+    public async Task SaveAsync(string path, bool flushToDisk = true)
     {
+        var options = new PtWriterOptions { FlushToDisk = flushToDisk };
         for (int attempt = 1; ; attempt++)
         {
             await RefreshAsync();
             var headers = await ConsistentStateReadsAsync(0);
             long step = headers[0].Step;
-            using var export = new StreamedStateExport(Layout, ParamGroups, headers, request => Shard(request.ShardIndex).ReadState(step, request.Offset, (int)request.Count));
+            using var export = new StreamedStateExport(Layout, ParamGroups, headers, requests => _stateReads.ReadAsync(step, requests));
             try
             {
                 // The writer's tensor callbacks wait for the shards' replies, so the write runs on a pool thread.
-                await Task.Run(() => PtWriter.WriteFile(path, export.Tree));
+                await Task.Run(() => PtWriter.WriteFile(path, export.Tree, options));
                 return;
             }
             catch (OptimizerFaultException e) when (e.Fault == OptimizerFault.Inconsistent)
@@ -543,7 +555,10 @@ public sealed class ClusterOptimizer
     {
         for (int attempt = 1; ; attempt++)
         {
-            var chunks = await Task.WhenAll(Layout.Shards.Select(shard => Shard(shard.Index).ReadState(ShardStateChunk.AnyStep, 0, count)));
+            // A first read through this handle asks each shard on its own; later ones batch the shards of each silo.
+            var chunks = await _stateReads.ReadAsync(
+                ShardStateChunk.AnyStep,
+                [.. Layout.Shards.Select(shard => new ChunkRequest(shard.Index, 0, Math.Min(count, (long)shard.Length * sizeof(float) * ExpectedStateTensors)))]);
             long min = chunks.Min(s => s.Step);
             long max = chunks.Max(s => s.Step);
             if (min == max)

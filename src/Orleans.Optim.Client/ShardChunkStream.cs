@@ -13,32 +13,36 @@ internal readonly record struct ChunkRequest(int ShardIndex, long Offset, long C
 /// synchronous writer can copy them out while the next ranges travel.
 /// </summary>
 /// <remarks>
-/// At most <see cref="MaxRequestsInFlight"/> requests and about <see cref="MaxBytesInFlight"/> bytes are fetched
-/// ahead of the reader, so memory stays bounded by the window, not by the state's size. Not thread-safe.
+/// The ranges are fetched in segments of consecutive ranges of at most <see cref="SegmentBytes"/> bytes or
+/// <see cref="MaxSegmentRequests"/> ranges, and at most <see cref="SegmentsInFlight"/> segments are on their way
+/// at once, so memory stays bounded by the window (about 16 MiB), not by the state's size. Not thread-safe.
 /// </remarks>
 internal sealed class ShardChunkStream : IDisposable
 {
     /// <summary>Largest range of one request: 4 MiB.</summary>
     public const int ChunkBytes = 4 << 20;
 
-    /// <summary>Most requests fetched ahead at once, which matters for many small shards.</summary>
-    public const int MaxRequestsInFlight = 64;
+    /// <summary>Most bytes of one segment (one segment may hold one larger range).</summary>
+    public const long SegmentBytes = 8 << 20;
 
-    /// <summary>Most bytes requested ahead of the reader at once (one request may go over it).</summary>
-    public const long MaxBytesInFlight = 16 << 20;
+    /// <summary>Most ranges of one segment, which matters for many small shards.</summary>
+    public const int MaxSegmentRequests = 1024;
+
+    /// <summary>Segments fetched ahead of the reader at once.</summary>
+    public const int SegmentsInFlight = 2;
 
     private readonly IReadOnlyList<ChunkRequest> _requests;
-    private readonly Func<ChunkRequest, Task<ShardStateChunk>> _fetch;
-    private readonly Queue<(ChunkRequest Request, Task<ShardStateChunk> Reply)> _inFlight = new();
-    private long _bytesInFlight;
+    private readonly Func<IReadOnlyList<ChunkRequest>, Task<ShardStateChunk[]>> _fetch;
+    private readonly Queue<(List<ChunkRequest> Requests, Task<ShardStateChunk[]> Replies)> _inFlight = new();
+    private readonly Queue<byte[]> _ready = new();
     private int _nextRequest;
     private byte[] _current = [];
     private int _currentPosition;
 
     /// <summary>Creates the source; nothing is fetched before the first read.</summary>
     /// <param name="requests">The ranges in the order they are read.</param>
-    /// <param name="fetch">Fetches one range; it must return exactly <see cref="ChunkRequest.Count"/> bytes.</param>
-    public ShardChunkStream(IReadOnlyList<ChunkRequest> requests, Func<ChunkRequest, Task<ShardStateChunk>> fetch)
+    /// <param name="fetch">Fetches a segment of ranges and returns one reply per range, in order, each with exactly the range's bytes.</param>
+    public ShardChunkStream(IReadOnlyList<ChunkRequest> requests, Func<IReadOnlyList<ChunkRequest>, Task<ShardStateChunk[]>> fetch)
     {
         _requests = requests;
         _fetch = fetch;
@@ -98,41 +102,56 @@ internal sealed class ShardChunkStream : IDisposable
     {
         while (_inFlight.TryDequeue(out var pending))
         {
-            _ = pending.Reply.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+            _ = pending.Replies.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted);
         }
 
+        _ready.Clear();
         _nextRequest = _requests.Count;
     }
 
     private byte[] TakeNext()
     {
-        FillWindow();
-        if (!_inFlight.TryDequeue(out var pending))
+        if (_ready.Count == 0)
         {
-            throw new InvalidOperationException("The exported tensors need more bytes than the planned shard reads hold; the export plan is wrong.");
+            FillWindow();
+            if (!_inFlight.TryDequeue(out var segment))
+            {
+                throw new InvalidOperationException("The exported tensors need more bytes than the planned shard reads hold; the export plan is wrong.");
+            }
+
+            FillWindow();
+            var replies = segment.Replies.GetAwaiter().GetResult();
+            for (int i = 0; i < segment.Requests.Count; i++)
+            {
+                var request = segment.Requests[i];
+                if (replies[i].Data.Length != request.Count)
+                {
+                    throw new OptimizerFaultException(
+                        OptimizerFault.Inconsistent,
+                        $"Shard {request.ShardIndex} returned {replies[i].Data.Length} bytes of its state at offset {request.Offset}, not {request.Count}; its state changed during the read.");
+                }
+
+                _ready.Enqueue(replies[i].Data);
+            }
         }
 
-        _bytesInFlight -= pending.Request.Count;
-        FillWindow();
-        var reply = pending.Reply.GetAwaiter().GetResult();
-        if (reply.Data.Length != pending.Request.Count)
-        {
-            throw new OptimizerFaultException(
-                OptimizerFault.Inconsistent,
-                $"Shard {pending.Request.ShardIndex} returned {reply.Data.Length} bytes of its state at offset {pending.Request.Offset}, not {pending.Request.Count}; its state changed during the read.");
-        }
-
-        return reply.Data;
+        return _ready.Dequeue();
     }
 
     private void FillWindow()
     {
-        while (_nextRequest < _requests.Count && _inFlight.Count < MaxRequestsInFlight
-            && (_inFlight.Count == 0 || _bytesInFlight + _requests[_nextRequest].Count <= MaxBytesInFlight))
+        while (_nextRequest < _requests.Count && _inFlight.Count < SegmentsInFlight)
         {
-            var request = _requests[_nextRequest++];
-            _inFlight.Enqueue((request, _fetch(request)));
-            _bytesInFlight += request.Count;
+            var segment = new List<ChunkRequest>();
+            long bytes = 0;
+            while (_nextRequest < _requests.Count && segment.Count < MaxSegmentRequests
+                && (segment.Count == 0 || bytes + _requests[_nextRequest].Count <= SegmentBytes))
+            {
+                bytes += _requests[_nextRequest].Count;
+                segment.Add(_requests[_nextRequest++]);
+            }
+
+            _inFlight.Enqueue((segment, _fetch(segment)));
         }
     }
 }

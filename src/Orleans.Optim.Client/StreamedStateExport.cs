@@ -26,13 +26,13 @@ internal sealed class StreamedStateExport : IDisposable
     /// <param name="layout">The optimizer's parameters and shard map.</param>
     /// <param name="groups">Each group's hyperparameters, without <c>params</c>.</param>
     /// <param name="headers">Each shard's <see cref="ShardStateChunk"/>, by shard index.</param>
-    /// <param name="fetch">Reads a range of a shard's tensor bytes at the headers' step.</param>
+    /// <param name="fetch">Reads ranges of the shards' tensor bytes at the headers' step, one reply per range.</param>
     /// <exception cref="OptimizerFaultException">Shards of one parameter disagree on their state.</exception>
     public StreamedStateExport(
         OptimizerLayout layout,
         IReadOnlyList<IReadOnlyDictionary<string, object?>> groups,
         IReadOnlyList<ShardStateChunk> headers,
-        Func<ChunkRequest, Task<ShardStateChunk>> fetch)
+        Func<IReadOnlyList<ChunkRequest>, Task<ShardStateChunk[]>> fetch)
     {
         var ranges = new List<ChunkRequest>();
         var stateDict = new OrderedDictionary<object, object?>();

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Orleans.Optim.Algorithms;
 using Orleans.Optim.Engine;
+using Orleans.Optim.Grains;
 using Orleans.Optim.Wire;
 
 namespace Orleans.Optim.Shards;
@@ -51,6 +52,25 @@ internal sealed partial class ShardGrain
             slice.OrderKey.Step,
             slice.OrderKey.Position,
             totalBytes,
-            data));
+            data,
+            RuntimeIdentity));
+    }
+
+    /// <inheritdoc/>
+    public async Task<ShardStateChunk[]> ReadStates(long expectedStep, ShardStateRequest[] requests)
+    {
+        var config = persisted.State.Config ?? throw NotConfigured();
+        long totalCount = requests.Sum(r => (long)r.Count);
+        if (requests.Length > ShardStateRequest.MaxBatch || totalCount > ShardStateChunk.MaxBytes)
+        {
+            throw new OptimizerFaultException(
+                OptimizerFault.InvalidArgument,
+                $"Invalid batch of state reads for shard {config.Shard.Index}: {requests.Length} requests of {totalCount} bytes in all; expected at most {ShardStateRequest.MaxBatch} requests and {ShardStateChunk.MaxBytes} bytes.");
+        }
+
+        // The replies are immutable, so a forwarded read within this silo passes its bytes without a copy.
+        return await Task.WhenAll(requests.Select(request => request.Shard == config.Shard.Index
+            ? ReadState(expectedStep, request.Offset, request.Count)
+            : GrainFactory.GetGrain<IShardGrain>(ShardKeys.For(config.Optimizer, request.Shard)).ReadState(expectedStep, request.Offset, request.Count)));
     }
 }

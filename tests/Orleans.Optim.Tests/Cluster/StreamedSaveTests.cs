@@ -121,6 +121,55 @@ public sealed class StreamedSaveTests(ClusterFixture fixture) : IDisposable
     }
 
     [Fact]
+    public async Task ReadStatesMatchesSingleReads()
+    {
+        var optimizer = await CreateSteppedAsync();
+        var leader = fixture.Client.GetGrain<IShardGrain>(ShardKeys.For(optimizer.Name, 0));
+        ShardStateRequest[] requests = [new(3, 100, 64), new(0, 0, 16), new(2, 4_000_000, 1_000_000)];
+
+        var batch = await leader.ReadStates(ShardStateChunk.AnyStep, requests);
+
+        Assert.Equal(requests.Length, batch.Length);
+        for (int i = 0; i < requests.Length; i++)
+        {
+            var single = await fixture.Client.GetGrain<IShardGrain>(ShardKeys.For(optimizer.Name, requests[i].Shard)).ReadState(batch[i].Step, requests[i].Offset, requests[i].Count);
+            Assert.True(single.Data.AsSpan().SequenceEqual(batch[i].Data), $"Batched read {i} differs from the single read of shard {requests[i].Shard}.");
+            Assert.Equal(single.Silo, batch[i].Silo);
+        }
+    }
+
+    [Fact]
+    public async Task ReadStatesRejectsOversizedBatch()
+    {
+        var optimizer = await CreateSmallAsync();
+        var leader = fixture.Client.GetGrain<IShardGrain>(ShardKeys.For(optimizer.Name, 0));
+        ShardStateRequest[] requests = [new(0, 0, ShardStateChunk.MaxBytes), new(0, 0, 1)];
+
+        var error = await Assert.ThrowsAsync<OptimizerFaultException>(() => leader.ReadStates(ShardStateChunk.AnyStep, requests));
+
+        Assert.Equal(OptimizerFault.InvalidArgument, error.Fault);
+        Assert.Contains("2 requests of 16777217 bytes", error.Message);
+    }
+
+    [Fact]
+    public async Task RepeatedSaveStaysByteIdentical()
+    {
+        // The second save and state dict of a handle batch the shards of each silo, which the first cannot.
+        var optimizer = await CreateSteppedAsync();
+        string first = Path.Combine(_folder, "first.pt");
+        string second = Path.Combine(_folder, "second.pt");
+        string gathered = Path.Combine(_folder, "gathered.pt");
+
+        await optimizer.SaveAsync(first);
+        await optimizer.SaveAsync(second);
+        _ = await optimizer.StateDictAsync();
+        StateDictFiles.WriteOptimizer(gathered, await optimizer.StateDictAsync());
+
+        Assert.True(File.ReadAllBytes(first).AsSpan().SequenceEqual(File.ReadAllBytes(second)), "The batched save differs from the first save.");
+        Assert.True(File.ReadAllBytes(first).AsSpan().SequenceEqual(File.ReadAllBytes(gathered)), "The batched state dict differs from the first save.");
+    }
+
+    [Fact]
     public void PlanJoinsAndSplitsRanges()
     {
         var plan = ShardChunkStream.Plan(
