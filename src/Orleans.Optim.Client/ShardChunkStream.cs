@@ -22,6 +22,14 @@ internal sealed class ShardChunkStream : IDisposable
     /// <summary>Largest range of one request: 4 MiB.</summary>
     public const int ChunkBytes = 4 << 20;
 
+    /// <summary>
+    /// Largest range of one request of a streamed export: 64 KiB, below .NET's 85,000-byte threshold of the large
+    /// object heap. Each range arrives as its own array, and arrays this small die young in gen 0. Larger ones would
+    /// wait in the large object heap for a full collection, and a first export after a large heap (such as right
+    /// after training) grew this process by most of the state's size before one came.
+    /// </summary>
+    public const int StreamedChunkBytes = 64 << 10;
+
     /// <summary>Most bytes of one segment (one segment may hold one larger range).</summary>
     public const long SegmentBytes = 8 << 20;
 

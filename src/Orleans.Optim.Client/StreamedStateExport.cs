@@ -68,7 +68,7 @@ internal sealed class StreamedStateExport : IDisposable
         Tree = new OptimizerStateDict(new(), paramGroups).ToPython();
         Tree["state"] = stateDict;
         TensorBytes = ranges.Sum(r => r.Count);
-        _chunks = new ShardChunkStream(ShardChunkStream.Plan(ranges), fetch);
+        _chunks = new ShardChunkStream(ShardChunkStream.Plan(ranges, ShardChunkStream.StreamedChunkBytes), fetch);
     }
 
     /// <summary>The state dict as a Python value tree for <see cref="PtWriter"/>.</summary>
