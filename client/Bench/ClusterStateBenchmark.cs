@@ -197,7 +197,7 @@ public static class ClusterStateBenchmark
                     targetFraction: isExport ? ExportMemoryTarget : null);
                 var measurement = new Measurement(
                     figure, Environment.ProcessorCount, settings.Elements, StateBytesPerElement, seconds,
-                    $"ClusterOptimizer.SaveAsync(flushToDisk: {(flush ? "true" : "false")}): the .pt file streamed from the shards in chunks of at most 4 MiB");
+                    $"ClusterOptimizer.SaveAsync(flushToDisk: {(flush ? "true" : "false")}): the .pt file streamed from the shards in ranges of at most 64 KiB");
                 figures.Add(new ClusterStateFigure(new BenchFigure(measurement, flush ? torchFsync : torch, targetRatio), memory));
             }
 

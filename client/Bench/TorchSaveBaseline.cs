@@ -110,7 +110,7 @@ public static class TorchSaveBaseline
             }
             catch (IOException)
             {
-                // The child exited before reading its input; its exit code and error output say why.
+                // The child exited before reading its input, and its exit code and error output give the reason.
             }
 
             if (!process.WaitForExit(timeout))

@@ -26,8 +26,8 @@ public sealed class ClusterOptimizer
     private const int PinnedReadAttempts = 3;
     private static readonly TimeSpan s_consistentCutDelay = TimeSpan.FromMilliseconds(20);
 
-    // A guess of the state tensors per parameter (AMSGrad and centered RMSprop with momentum keep 3), used only to
-    // size the first read of a state dict; a shard with more state bytes is read on in further chunks.
+    // An estimate of the state tensors per parameter (AMSGrad and centered RMSprop with momentum keep 3). It sizes
+    // only the first read of a state dict, because a shard with more state bytes is read on in further chunks.
     private const int ExpectedStateTensors = 3;
 
     private readonly IGrainFactory _grains;
@@ -331,9 +331,9 @@ public sealed class ClusterOptimizer
 
     /// <summary>
     /// Writes <see cref="StateDictAsync"/> as a <c>.pt</c> file that <c>torch.load</c> and <c>optimizer.load_state_dict</c>
-    /// accept, streaming each state tensor from its shards into the file in chunks of at most 4 MiB, so that this
-    /// process holds a bounded window of the state (about 16 MiB), never all of it. The file is the same, byte for
-    /// byte, as writing the gathered state dict.
+    /// accept, streaming each state tensor from its shards into the file in ranges of at most 64 KiB, so that this
+    /// process keeps a bounded window of the state (two segments of at most 8 MiB), never all of it. The file is the
+    /// same, byte for byte, as writing the gathered state dict.
     /// </summary>
     /// <remarks>
     /// Every shard is read at one step: the headers are read until all shards agree on the step, and every chunk
@@ -549,13 +549,13 @@ public sealed class ClusterOptimizer
 
     /// <summary>
     /// Reads <paramref name="count"/> bytes of every shard's state tensors with the state's header, repeating until
-    /// all shards answer from one step.
+    /// every reply comes from one step.
     /// </summary>
     private async Task<ShardStateChunk[]> ConsistentStateReadsAsync(int count)
     {
         for (int attempt = 1; ; attempt++)
         {
-            // A first read through this handle asks each shard on its own; later ones batch the shards of each silo.
+            // A first read through this handle calls each shard on its own; later ones batch the shards of each silo.
             var chunks = await _stateReads.ReadAsync(
                 ShardStateChunk.AnyStep,
                 [.. Layout.Shards.Select(shard => new ChunkRequest(shard.Index, 0, Math.Min(count, (long)shard.Length * sizeof(float) * ExpectedStateTensors)))]);

@@ -19,7 +19,7 @@ internal readonly record struct ChunkRequest(int ShardIndex, long Offset, long C
 /// </remarks>
 internal sealed class ShardChunkStream : IDisposable
 {
-    /// <summary>Largest range of one request: 4 MiB.</summary>
+    /// <summary>Largest range of one request when a state dict is gathered, and the default of <see cref="Plan"/>: 4 MiB.</summary>
     public const int ChunkBytes = 4 << 20;
 
     /// <summary>

@@ -9,8 +9,8 @@ namespace Orleans.Optim.Client;
 /// </summary>
 /// <remarks>
 /// The silo of each shard is learned from the replies. Until a shard's silo is known (the first read through a
-/// handle), it is read on its own; a shard that moved since is still read correctly, through a forwarded call
-/// between silos. Thread-safe for concurrent reads.
+/// handle), the shard is read on its own. A shard that moved since is still read correctly, through a forwarded
+/// call between silos. Thread-safe for concurrent reads.
 /// </remarks>
 internal sealed class ShardStateReads(IGrainFactory grains, string optimizer)
 {

@@ -16,8 +16,8 @@ namespace Orleans.Optim.Tests.Cluster;
 [Collection(ClusterCollection.Name)]
 public sealed class StreamedSaveTests(ClusterFixture fixture) : IDisposable
 {
-    // 1,500,000 elements in shards of 1,200,000: a shard holds 3 x 4.8 MB of AMSGrad state, more than one 4 MiB
-    // chunk, and its chunks end inside tensors.
+    // 1,500,000 elements in shards of 1,200,000: a shard keeps 3 x 4.8 MB of AMSGrad state, more than one 4 MiB
+    // chunk, so the state dict's chunks end inside tensors.
     private const int LargeElements = 1_500_000;
 
     private readonly string _folder = Directory.CreateTempSubdirectory("orleans-optim-streamed-save-").FullName;
