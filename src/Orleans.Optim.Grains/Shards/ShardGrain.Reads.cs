@@ -23,6 +23,7 @@ internal sealed partial class ShardGrain
         }
 
         // The update kernel runs on a grain turn, so between two turns every tensor is at _step.
+        // NOTE: a kernel moved off the grain turn must keep these reads out while it runs, or they can tear a step.
         var tensors = slice.State?.Entries.Where(e => e.Kind == StateValueKind.ParamTensor).Select(e => e.Values!).ToList() ?? [];
         long totalBytes = (long)tensors.Count * config.Shard.Length * sizeof(float);
         if (count < 0 || count > ShardStateChunk.MaxBytes || offset < 0 || offset > totalBytes)
