@@ -15,6 +15,8 @@ public static class BenchCommand
         var command = new Command("bench", "Run a performance benchmark and print its figures.") { benchmark };
         command.Subcommands.Add(CreateKernel());
         command.Subcommands.Add(CreateStep());
+        command.Subcommands.Add(ClusterStateBenchCommands.CreateExport());
+        command.Subcommands.Add(ClusterStateBenchCommands.CreateFanout());
 
         command.SetAction(int (parseResult) =>
         {

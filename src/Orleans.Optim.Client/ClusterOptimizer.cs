@@ -24,15 +24,22 @@ namespace Orleans.Optim.Client;
 public sealed class ClusterOptimizer
 {
     private const int ConsistentCutAttempts = 100;
+    private const int PinnedReadAttempts = 3;
     private static readonly TimeSpan s_consistentCutDelay = TimeSpan.FromMilliseconds(20);
 
+    // An estimate of the state tensors per parameter (AMSGrad and centered RMSprop with momentum keep 3). It sizes
+    // only the first read of a state dict, because a shard with more state bytes is read on in further chunks.
+    private const int ExpectedStateTensors = 3;
+
     private readonly IGrainFactory _grains;
+    private readonly ShardStateReads _stateReads;
     private OptimizerDescription _description;
 
     private ClusterOptimizer(IGrainFactory grains, OptimizerDescription description, long stepCount)
     {
         _grains = grains;
         _description = description;
+        _stateReads = new ShardStateReads(grains, description.Name);
         Layout = description.ToLayout();
         Algorithm = OptimizerAlgorithms.Get(description.Spec.Algorithm);
         StepCount = stepCount;
@@ -297,14 +304,20 @@ public sealed class ClusterOptimizer
     /// <exception cref="OptimizerFaultException">The shards kept moving between steps and no consistent cut was found.</exception>
     public async Task<OptimizerStateDict> StateDictAsync()
     {
-        await RefreshAsync();
-        var snapshots = await ConsistentSnapshotsAsync();
-        var slices = Layout.Shards.Select(shard =>
+        for (int attempt = 1; ; attempt++)
         {
-            var snapshot = snapshots[shard.Index];
-            return new SliceSnapshot(shard, SliceStateBinary.Decode(snapshot.State), new StateOrderKey(snapshot.OrderStep, snapshot.OrderPosition));
-        }).ToList();
-        return StateDictAssembler.Assemble(Layout, ParamGroups, slices);
+            await RefreshAsync();
+            var firstChunks = await ConsistentStateReadsAsync(ShardChunkStream.ChunkBytes);
+            try
+            {
+                var tensorBytes = await Task.WhenAll(Layout.Shards.Select(shard => ReadTensorBytesAsync(shard, firstChunks[shard.Index])));
+                return BuildStateDict(firstChunks, tensorBytes);
+            }
+            catch (OptimizerFaultException e) when (e.Fault == OptimizerFault.Inconsistent && attempt < PinnedReadAttempts)
+            {
+                // A step was applied between the first and a later chunk of some shard: start again at the new step.
+            }
+        }
     }
 
     /// <summary>
@@ -336,8 +349,51 @@ public sealed class ClusterOptimizer
         _description = await Translate(() => CoordinatorGrain.CommitLoad(loadId, plan.Groups.Select(PythonBinary.EncodeOptions).ToArray()));
     }
 
-    /// <summary>Writes <see cref="StateDictAsync"/> as a <c>.pt</c> file that <c>torch.load</c> and <c>optimizer.load_state_dict</c> accept.</summary>
-    public async Task SaveAsync(string path) => StateDictFiles.WriteOptimizer(path, await StateDictAsync());
+    /// <summary>
+    /// Writes <see cref="StateDictAsync"/> as a <c>.pt</c> file that <c>torch.load</c> and <c>optimizer.load_state_dict</c>
+    /// accept, streaming each state tensor from its shards into the file in ranges of at most 64 KiB, so that this
+    /// process keeps a bounded window of the state (two segments of at most 8 MiB), never all of it. The file is the
+    /// same, byte for byte, as writing the gathered state dict.
+    /// </summary>
+    /// <remarks>
+    /// Every shard is read at one step: the headers are read until all shards agree on the step, and every chunk
+    /// read fails when its shard has moved on. The export then starts again, up to three times in all. The file is
+    /// written through a temporary file, so a failed export leaves any existing file unchanged.
+    /// </remarks>
+    /// <param name="path">The file to write.</param>
+    /// <param name="flushToDisk">
+    /// Whether to flush the file to the disk before it replaces <paramref name="path"/>, as
+    /// <see cref="PtWriterOptions.FlushToDisk"/> describes; <c>torch.save</c> does not.
+    /// </param>
+    /// <exception cref="OptimizerFaultException">Steps kept being applied during the export; export between steps.</exception>
+    public async Task SaveAsync(string path, bool flushToDisk = true)
+    {
+        var options = new PtWriterOptions { FlushToDisk = flushToDisk };
+        for (int attempt = 1; ; attempt++)
+        {
+            await RefreshAsync();
+            var headers = await ConsistentStateReadsAsync(0);
+            long step = headers[0].Step;
+            using var export = new StreamedStateExport(Layout, ParamGroups, headers, requests => _stateReads.ReadAsync(step, requests));
+            try
+            {
+                // The writer's tensor callbacks wait for the shards' replies, so the write runs on a pool thread.
+                await Task.Run(() => PtWriter.WriteFile(path, export.Tree, options));
+                return;
+            }
+            catch (OptimizerFaultException e) when (e.Fault == OptimizerFault.Inconsistent)
+            {
+                if (attempt == PinnedReadAttempts)
+                {
+                    throw new OptimizerFaultException(
+                        OptimizerFault.Inconsistent,
+                        $"Optimizer '{Name}': steps were applied during each of {PinnedReadAttempts} attempts to export its state at one step ({e.Message}). " +
+                        "Export between steps, for example from a worker right after its step returns.",
+                        e);
+                }
+            }
+        }
+    }
 
     /// <summary>
     /// Loads an optimizer <c>.pt</c> file written by <c>torch.save(optimizer.state_dict())</c> or by <see cref="SaveAsync"/>.
@@ -509,6 +565,99 @@ public sealed class ClusterOptimizer
 
             await Task.Delay(s_consistentCutDelay);
         }
+    }
+
+    /// <summary>
+    /// Reads <paramref name="count"/> bytes of every shard's state tensors with the state's header, repeating until
+    /// every reply comes from one step.
+    /// </summary>
+    private async Task<ShardStateChunk[]> ConsistentStateReadsAsync(int count)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            // A first read through this handle calls each shard on its own; later ones batch the shards of each silo.
+            var chunks = await _stateReads.ReadAsync(
+                ShardStateChunk.AnyStep,
+                [.. Layout.Shards.Select(shard => new ChunkRequest(shard.Index, 0, Math.Min(count, (long)shard.Length * sizeof(float) * ExpectedStateTensors)))]);
+            long min = chunks.Min(s => s.Step);
+            long max = chunks.Max(s => s.Step);
+            if (min == max)
+            {
+                return chunks;
+            }
+
+            if (attempt == ConsistentCutAttempts)
+            {
+                throw new OptimizerFaultException(
+                    OptimizerFault.Inconsistent,
+                    $"Optimizer '{Name}': shards stayed at different steps ({min} to {max}) over {ConsistentCutAttempts} attempts. " +
+                    "Take the state dict between steps, for example from a worker right after its step returns.");
+            }
+
+            await Task.Delay(s_consistentCutDelay);
+        }
+    }
+
+    /// <summary>Returns all of a shard's state tensor bytes: <paramref name="first"/>'s, and the rest read at its step.</summary>
+    private async Task<byte[]> ReadTensorBytesAsync(ShardInfo shard, ShardStateChunk first)
+    {
+        if (first.TotalBytes == first.Data.Length)
+        {
+            return first.Data;
+        }
+
+        var data = new byte[first.TotalBytes];
+        first.Data.CopyTo(data, 0);
+        for (long offset = first.Data.Length; offset < data.Length;)
+        {
+            int count = (int)Math.Min(ShardChunkStream.ChunkBytes, data.Length - offset);
+            var chunk = await Shard(shard.Index).ReadState(first.Step, offset, count);
+            if (chunk.Data.Length != count)
+            {
+                throw new OptimizerFaultException(
+                    OptimizerFault.Inconsistent,
+                    $"Shard {shard.Index} returned {chunk.Data.Length} bytes of its state at offset {offset}, not {count}; its state changed during the read.");
+            }
+
+            chunk.Data.CopyTo(data, offset);
+            offset += count;
+        }
+
+        return data;
+    }
+
+    /// <summary>Joins the shards' tensor bytes into torch's state dict, copying each byte once.</summary>
+    private OptimizerStateDict BuildStateDict(IReadOnlyList<ShardStateChunk> headers, IReadOnlyList<byte[]> tensorBytes)
+    {
+        var state = new OrderedDictionary<long, OrderedDictionary<string, object?>>();
+        foreach (var (parameter, shards, sliceState) in ShardStateHeaders.StatesInOrder(Layout, headers))
+        {
+            var entries = new OrderedDictionary<string, object?>();
+            int tensorEntry = 0;
+            foreach (var entry in sliceState.Entries)
+            {
+                if (entry.Kind != StateValueKind.ParamTensor)
+                {
+                    entries[entry.Name] = StateDictAssembler.ScalarValue(entry);
+                    continue;
+                }
+
+                // Entry k of a shard's tensor bytes starts at k times the slice's byte length.
+                var data = new byte[checked(parameter.NumElements * sizeof(float))];
+                foreach (var shard in shards)
+                {
+                    int sliceBytes = checked(shard.Length * sizeof(float));
+                    tensorBytes[shard.Index].AsSpan(checked(tensorEntry * sliceBytes), sliceBytes).CopyTo(data.AsSpan(checked((int)(shard.Offset * sizeof(float)))));
+                }
+
+                entries[entry.Name] = new Tensor(DType.Float32, parameter.Shape, data);
+                tensorEntry++;
+            }
+
+            state[parameter.Id] = entries;
+        }
+
+        return new OptimizerStateDict(state, StateDictAssembler.BuildGroups(Layout, ParamGroups));
     }
 
     private float[][] Assemble(IReadOnlyList<byte[]> shardValues)

@@ -154,6 +154,33 @@ public interface IShardGrain : IGrainWithStringKey
     /// <summary>Returns the slice's values and state at its current step.</summary>
     Task<ShardSnapshot> Snapshot();
 
+    /// <summary>
+    /// Returns bytes <c>[offset, offset + count)</c> of the slice's float32 state tensors (the tensor entries in
+    /// entry order, one after the other), clipped to their end, with the state's scalar entries and order key.
+    /// </summary>
+    /// <param name="expectedStep">The step the shard must be at, or <see cref="ShardStateChunk.AnyStep"/>.</param>
+    /// <param name="offset">First byte, at most <see cref="ShardStateChunk.TotalBytes"/>.</param>
+    /// <param name="count">Number of bytes, 0 to <see cref="ShardStateChunk.MaxBytes"/>; 0 returns only the header.</param>
+    /// <exception cref="OptimizerFaultException">
+    /// <see cref="OptimizerFault.Inconsistent"/> when the shard is at another step than <paramref name="expectedStep"/>,
+    /// <see cref="OptimizerFault.InvalidArgument"/> for a range outside the state.
+    /// </exception>
+    Task<ShardStateChunk> ReadState(long expectedStep, long offset, int count);
+
+    /// <summary>
+    /// Reads state ranges of several shards of this shard's optimizer in one call, as <see cref="ReadState"/> does
+    /// for each, and returns the replies in request order. A reader sends each batch to a shard on the silo where
+    /// the batch's shards run, so that each forwarded read stays within that silo and the batch costs one round
+    /// trip from the client instead of one per shard.
+    /// </summary>
+    /// <param name="expectedStep">The step every shard must be at, or <see cref="ShardStateChunk.AnyStep"/>.</param>
+    /// <param name="requests">
+    /// At most <see cref="ShardStateRequest.MaxBatch"/> ranges whose counts add up to at most
+    /// <see cref="ShardStateChunk.MaxBytes"/>.
+    /// </param>
+    /// <exception cref="OptimizerFaultException">A shard's read failed as <see cref="ReadState"/> lists, or the batch is too large.</exception>
+    Task<ShardStateChunk[]> ReadStates(long expectedStep, ShardStateRequest[] requests);
+
     /// <summary>Stages this shard's part of a <c>load_state_dict</c>; nothing changes until <see cref="CommitLoad"/>.</summary>
     Task StageLoad(Guid loadId, ShardLoad load);
 

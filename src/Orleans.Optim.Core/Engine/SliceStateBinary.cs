@@ -10,7 +10,15 @@ namespace Orleans.Optim.Engine;
 public static class SliceStateBinary
 {
     /// <summary>Encodes a state; <see langword="null"/> encodes as an empty array.</summary>
-    public static byte[] Encode(SliceState? state)
+    public static byte[] Encode(SliceState? state) => EncodeEntries(state, withTensors: true);
+
+    /// <summary>
+    /// Encodes a state with every tensor entry as an empty slice, for a reader that fetches the tensor bytes apart;
+    /// <see cref="Decode"/> reads it back with zero-length tensors.
+    /// </summary>
+    public static byte[] EncodeHeader(SliceState? state) => EncodeEntries(state, withTensors: false);
+
+    private static byte[] EncodeEntries(SliceState? state, bool withTensors)
     {
         if (state is null)
         {
@@ -30,8 +38,9 @@ public static class SliceStateBinary
                 writer.Write(entry.Number);
                 if (entry.Kind == StateValueKind.ParamTensor)
                 {
-                    writer.Write7BitEncodedInt(entry.Values!.Length);
-                    writer.Write(MemoryMarshal.AsBytes(entry.Values.AsSpan()));
+                    var values = withTensors ? entry.Values.AsSpan() : [];
+                    writer.Write7BitEncodedInt(values.Length);
+                    writer.Write(MemoryMarshal.AsBytes(values));
                 }
             }
         }

@@ -78,7 +78,7 @@ public sealed class BenchCommandTests : IDisposable
         var result = CommandRunner.RunClient(["bench", "nope"], _folder);
 
         Assert.Equal(1, result.ExitCode);
-        Assert.Contains("error: Unknown benchmark 'nope'. Available benchmarks: kernel, step.", result.Error);
+        Assert.Contains("error: Unknown benchmark 'nope'. Available benchmarks: kernel, step, export, fanout.", result.Error);
     }
 
     [Fact]

@@ -81,7 +81,8 @@ public static class PtWriter
 
     /// <summary>
     /// Writes <paramref name="root"/> to the file at <paramref name="path"/> through a temporary file in the same
-    /// folder, so that a failure leaves any existing file unchanged. Otherwise it works as <see cref="Write"/>.
+    /// folder, so that a failure leaves any existing file unchanged, flushed to the disk unless
+    /// <see cref="PtWriterOptions.FlushToDisk"/> is off. Otherwise it works as <see cref="Write"/>.
     /// </summary>
     /// <exception cref="ArgumentException">The tree is invalid, as listed for <see cref="Write"/>.</exception>
     /// <exception cref="InvalidOperationException">A <see cref="StreamedTensor"/> callback wrote the wrong number of bytes.</exception>
@@ -102,7 +103,7 @@ public static class PtWriter
             using (var stream = new FileStream(temporaryPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize: 1 << 16))
             {
                 Write(stream, root, options);
-                stream.Flush(flushToDisk: true);
+                stream.Flush(flushToDisk: (options ?? PtWriterOptions.Default).FlushToDisk);
             }
 
             File.Move(temporaryPath, fullPath, overwrite: true);

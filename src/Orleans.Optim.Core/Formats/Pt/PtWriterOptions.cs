@@ -39,6 +39,13 @@ public sealed class PtWriterOptions
     }
 
     /// <summary>
+    /// Whether <see cref="PtWriter.WriteFile"/> flushes the file to the disk (<c>fsync</c>) before it replaces the
+    /// target, so that a crash after it returns cannot leave a truncated file. Default: <see langword="true"/>.
+    /// torch's <c>torch.save</c> does not flush.
+    /// </summary>
+    public bool FlushToDisk { get; init; } = true;
+
+    /// <summary>
     /// Whether to write zip64 records even when no size or offset needs them, so that tests can run the zip64 path
     /// on small files.
     /// </summary>
