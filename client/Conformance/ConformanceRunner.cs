@@ -67,7 +67,11 @@ public sealed class ConformanceRunner(IGrainFactory grains, int maxShardElements
         }
         catch (Exception e) when (e is FormatException or IOException or System.Text.Json.JsonException)
         {
-            return new CaseResult(name, CaseOutcome.Fail, $"cannot read the case: {e.Message}");
+            // A file given by mistake, such as a README, fails here: say what a case file is.
+            return new CaseResult(
+                name,
+                CaseOutcome.Fail,
+                $"cannot read {path} as a reference case ({e.Message}); a case is a JSON file in the format of tests/fixtures/torch-1.13/README.md.");
         }
 
         if (!OptimizerAlgorithms.TryGet(referenceCase.Optimizer, out _))

@@ -250,6 +250,19 @@ public sealed class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public void ConformanceExplainsFileThatIsNoCase()
+    {
+        string readme = Path.Combine(_folder, "README.md");
+        File.WriteAllText(readme, "# Not a case\n");
+
+        var result = CommandRunner.RunClient(["conformance", readme], _folder);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains($"FAIL README: cannot read {readme} as a reference case (", result.Output);
+        Assert.Contains("a case is a JSON file in the format of tests/fixtures/torch-1.13/README.md.", result.Output);
+    }
+
+    [Fact]
     public void InspectPrintsOptimizerState()
     {
         var result = CommandRunner.RunClient(["inspect", Path.Combine(RepositoryPaths.TorchFixtures, "adam_amsgrad.pt")], _folder);
