@@ -176,8 +176,7 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
                 output.WriteLine($"step {steps + 1} failed: {e.Message.Split('\n')[0].Trim()}");
                 output.WriteLine("recovering: waiting for the cluster to bring the lost shards back, then rolling back to the newest sharded checkpoint");
                 var recoveryClock = Stopwatch.StartNew();
-                long resumeStep = await RecoverWithRetriesAsync(workers, cancellationToken);
-                parameters = await workers[0].GetParametersAsync();
+                (long resumeStep, parameters) = await RecoverWithRetriesAsync(workers, cancellationToken);
                 output.WriteLine($"rolled back to step {resumeStep} after {recoveryClock.Elapsed.TotalSeconds:0.0} s; {steps - resumeStep} steps to redo");
                 steps = resumeStep;
             }
@@ -241,10 +240,11 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
     }
 
     /// <summary>
-    /// Rolls the coordinator back, retrying while it was on the lost silo and the cluster has not yet declared that
-    /// silo dead. Then brings every worker to the same step.
+    /// Rolls the coordinator back, brings every worker to the same step and reads the parameters there, retrying the
+    /// whole sequence while the cluster has not yet declared the lost silo dead. A retry is safe: once every shard is
+    /// at one step, Recover returns that step and changes nothing.
     /// </summary>
-    private async Task<long> RecoverWithRetriesAsync(ClusterOptimizer[] workers, CancellationToken cancellationToken)
+    private async Task<(long Step, float[][] Parameters)> RecoverWithRetriesAsync(ClusterOptimizer[] workers, CancellationToken cancellationToken)
     {
         for (int attempt = 1; ; attempt++)
         {
@@ -256,7 +256,7 @@ public sealed class TrainingJob(IGrainFactory grains, TextWriter output, TextWri
                     await workers[rank].RecoverAsync();
                 }
 
-                return step;
+                return (step, await workers[0].GetParametersAsync());
             }
             catch (Exception e) when (IsClusterFailure(e) && attempt < RecoveryAttempts)
             {
