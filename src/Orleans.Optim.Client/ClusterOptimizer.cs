@@ -8,7 +8,6 @@ using Orleans.Optim.Schedulers;
 using Orleans.Optim.StateDicts;
 using Orleans.Optim.Tensors;
 using Orleans.Optim.Wire;
-using Orleans.Serialization.Buffers;
 
 namespace Orleans.Optim.Client;
 
@@ -165,12 +164,62 @@ public sealed class ClusterOptimizer
     /// worker's gradients are in and the update is applied.
     /// </summary>
     /// <param name="rank">This worker's rank in <c>[0, world_size)</c>.</param>
-    /// <param name="gradients">One gradient per parameter in param-ID order; <see langword="null"/> where the parameter has no gradient.</param>
-    /// <param name="cancellationToken">Cancels waiting for the reply; the push itself is not withdrawn.</param>
-    /// <returns>Every parameter's new values, in param-ID order.</returns>
+    /// <param name="gradients">
+    /// One gradient per parameter in param-ID order; <see langword="null"/> where the parameter has no gradient. They are
+    /// sent from these arrays without a copy, so leave them unchanged until the returned task completes.
+    /// </param>
+    /// <param name="cancellationToken">
+    /// Cancels waiting for the reply; the push itself is not withdrawn. The task then ends once every push has been
+    /// written, so that the gradients may change again.
+    /// </param>
+    /// <returns>Every parameter's new values, in new arrays in param-ID order.</returns>
     /// <exception cref="ArgumentException">The gradients do not match the parameters; nothing was sent.</exception>
     /// <exception cref="OptimizerFaultException">The step was rejected or timed out; <see cref="StepCount"/> stays.</exception>
     public async Task<float[][]> StepAsync(int rank, IReadOnlyList<float[]?> gradients, CancellationToken cancellationToken = default)
+    {
+        await PrepareStepAsync(rank, gradients);
+
+        // Every element is overwritten by a shard's reply before the arrays are returned.
+        var result = Layout.Parameters.Select(p => GC.AllocateUninitializedArray<float>((int)p.NumElements)).ToArray();
+        await PushStepAsync(rank, gradients, result, cancellationToken);
+        return result;
+    }
+
+    /// <summary>
+    /// Pushes this worker's gradients for the next synchronous step as
+    /// <see cref="StepAsync(int, IReadOnlyList{float[]}, CancellationToken)"/> does, and writes the new parameter values
+    /// into arrays the caller passes, so that a step allocates no arrays of its own.
+    /// </summary>
+    /// <param name="rank">This worker's rank in <c>[0, world_size)</c>.</param>
+    /// <param name="gradients">
+    /// One gradient per parameter in param-ID order; <see langword="null"/> where the parameter has no gradient. Leave
+    /// them unchanged until the returned task completes.
+    /// </param>
+    /// <param name="values">
+    /// One array per parameter in param-ID order, of the parameter's number of elements, which receives its new values.
+    /// When the step fails or is cancelled, some elements may have new values and others old ones. No element is
+    /// written after the returned task completes.
+    /// </param>
+    /// <param name="cancellationToken">Cancels waiting for the reply; the push itself is not withdrawn.</param>
+    /// <exception cref="ArgumentException">The gradients or the value arrays do not match the parameters; nothing was sent.</exception>
+    /// <exception cref="OptimizerFaultException">The step was rejected or timed out; <see cref="StepCount"/> stays.</exception>
+    public async Task StepAsync(int rank, IReadOnlyList<float[]?> gradients, IReadOnlyList<float[]> values, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        await PrepareStepAsync(rank, gradients);
+        CheckValues(Layout, values, nameof(values));
+        for (int i = 0; i < values.Count; i++)
+        {
+            if (values[i] is null)
+            {
+                throw new ArgumentException($"The value array for param {i} is null: pass one array per parameter to receive its new values.", nameof(values));
+            }
+        }
+
+        await PushStepAsync(rank, gradients, values, cancellationToken);
+    }
+
+    private async Task PrepareStepAsync(int rank, IReadOnlyList<float[]?> gradients)
     {
         if (rank < 0 || rank >= Layout.WorldSize)
         {
@@ -184,35 +233,69 @@ public sealed class ClusterOptimizer
         }
 
         CheckValues(Layout, gradients, nameof(gradients));
-        long step = StepCount + 1;
-        var result = Layout.Parameters.Select(p => new float[p.NumElements]).ToArray();
-        bool anySkipped = false;
+    }
 
-        // Each reply is copied into its parameter's result as soon as it arrives, and its pooled buffer goes back.
-        await Task.WhenAll(Layout.Shards.Select(async shard =>
+    private async Task PushStepAsync(int rank, IReadOnlyList<float[]?> gradients, IReadOnlyList<float[]> values, CancellationToken cancellationToken)
+    {
+        long step = StepCount + 1;
+        bool anySkipped = false;
+        var shards = Layout.Shards;
+        var pushes = new (FloatPayload Gradient, Task Call, ReplyDestination Destination)[shards.Count];
+        var copies = new ReplyCopyGate();
+
+        // Each gradient slice is sent straight from the caller's array. Each reply's values are read straight into the
+        // parameter's values array when the reply comes over the network, and copied there otherwise.
+        async Task PushAsync(int index)
         {
+            var shard = shards[index];
             float[]? gradient = gradients[(int)shard.ParamId];
-            var payload = gradient is null ? new PooledBuffer() : FloatBuffers.FromFloats(gradient.AsSpan((int)shard.Offset, shard.Length));
-            var reply = await Shard(shard.Index).Step(step, rank, payload);
-            var values = reply.Values;
-            try
+            using var destination = new ReplyDestination(values[(int)shard.ParamId], (int)shard.Offset, shard.Length);
+            var payload = gradient is null
+                ? FloatPayload.Empty(destination.Token)
+                : FloatPayload.Borrow(gradient, (int)shard.Offset, shard.Length, destination.Token);
+            var call = Shard(shard.Index).Step(step, rank, payload);
+            pushes[index] = (payload, call, destination);
+            var reply = await call;
+            using var received = reply.Values;
+            if (!received.WasDeliveredTo(destination) && copies.TryEnter())
             {
-                FloatBuffers.CopyTo(values, result[(int)shard.ParamId].AsSpan((int)shard.Offset, shard.Length));
-            }
-            finally
-            {
-                values.Dispose();
+                try
+                {
+                    received.CopyTo(values[(int)shard.ParamId].AsSpan((int)shard.Offset, shard.Length));
+                }
+                finally
+                {
+                    copies.Exit();
+                }
             }
 
             if (reply.Skipped)
             {
                 anySkipped = true;
             }
-        })).WaitAsync(cancellationToken);
+        }
+
+        var all = Task.WhenAll(Enumerable.Range(0, shards.Count).Select(PushAsync));
+        try
+        {
+            await all.WaitAsync(cancellationToken);
+        }
+        catch (OperationCanceledException) when (!all.IsCompleted)
+        {
+            // No reply is copied from now on, and the caller may change the gradients once each push is written or its
+            // call has ended.
+            copies.Close();
+            foreach (var push in pushes)
+            {
+                push.Destination?.Dispose();
+            }
+
+            await Task.WhenAll(pushes.Where(push => push.Call is not null).Select(push => Task.WhenAny(push.Gradient.Released, push.Call)));
+            throw;
+        }
 
         StepCount = step;
         LastStepSkipped = anySkipped;
-        return result;
     }
 
     /// <summary>
@@ -713,6 +796,39 @@ public sealed class ClusterOptimizer
         catch (OptimizerFaultException e) when (e.Fault == OptimizerFault.StateDictMismatch)
         {
             throw new StateDictException(e.Message, e);
+        }
+    }
+
+    /// <summary>Lets replies be copied into the caller's arrays until the step is cancelled, and no longer after that.</summary>
+    private sealed class ReplyCopyGate
+    {
+        private int _copying;
+        private int _closed;
+
+        /// <summary>Returns whether a reply may be copied now; when it returns true, call <see cref="Exit"/> after the copy.</summary>
+        public bool TryEnter()
+        {
+            Interlocked.Increment(ref _copying);
+            if (Volatile.Read(ref _closed) != 0)
+            {
+                Interlocked.Decrement(ref _copying);
+                return false;
+            }
+
+            return true;
+        }
+
+        public void Exit() => Interlocked.Decrement(ref _copying);
+
+        /// <summary>Refuses further copies and returns once no copy is running.</summary>
+        public void Close()
+        {
+            Interlocked.Exchange(ref _closed, 1);
+            var wait = default(SpinWait);
+            while (Volatile.Read(ref _copying) != 0)
+            {
+                wait.SpinOnce();
+            }
         }
     }
 }

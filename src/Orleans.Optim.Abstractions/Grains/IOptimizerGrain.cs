@@ -1,4 +1,3 @@
-using Orleans.Serialization.Buffers;
 using Orleans.Optim.Wire;
 
 namespace Orleans.Optim.Grains;
@@ -140,13 +139,13 @@ public interface IShardGrain : IGrainWithStringKey
     /// <param name="step">The step number, one more than the shard's applied steps.</param>
     /// <param name="rank">The worker's rank in <c>[0, world_size)</c>.</param>
     /// <param name="gradient">
-    /// Raw float32 bytes of the slice's gradient, or an empty buffer for no gradient (a slice has at least one
-    /// element). Orleans returns the buffer to its pool when it serializes the call, so the caller must not use it
-    /// afterwards; the shard disposes of the copy it receives.
+    /// The slice's gradient, or an empty payload for no gradient (a slice has at least one element). A borrowed
+    /// payload's elements must stay unchanged until its <see cref="FloatPayload.Released"/> completes. The shard takes
+    /// or disposes of the payload it receives, and its reply carries the payload's <see cref="FloatPayload.ReplyToken"/>.
     /// </param>
     /// <returns>The slice's new master values, and whether the step was skipped for a non-finite gradient.</returns>
     /// <exception cref="OptimizerFaultException">The push breaks the step protocol, or the step timed out.</exception>
-    Task<StepReply> Step(long step, int rank, PooledBuffer gradient);
+    Task<StepReply> Step(long step, int rank, FloatPayload gradient);
 
     /// <summary>Replaces the group's hyperparameters from the next step on; called by the coordinator.</summary>
     Task SetOptions(byte[] groupOptions);

@@ -1,5 +1,3 @@
-using Orleans.Serialization.Buffers;
-
 namespace Orleans.Optim.Wire;
 
 /// <summary>A parameter as a client declares it.</summary>
@@ -211,13 +209,13 @@ public sealed record RebalanceResult(
 
 /// <summary>A shard's answer to a gradient push once its synchronous step is done.</summary>
 /// <param name="Values">
-/// The slice's master values after the step, raw float32 bytes in pooled buffers. Each rank gets its own buffer.
-/// Orleans returns the buffer to its pool when it serializes the reply, and the receiver disposes of it after copying
-/// the values out, as <see cref="PooledBuffer"/> requires.
+/// The slice's master values after the step. Every rank's reply shares one <see cref="SharedFloatSource"/> of the
+/// slice's values, so that no rank's reply needs a copy of its own. The receiver copies the values out, unless the
+/// codec read them straight into its <see cref="ReplyDestination"/>, and disposes of the payload.
 /// </param>
 /// <param name="Skipped">Whether the step was skipped on every shard because a reduced gradient was not finite.</param>
 [GenerateSerializer, Immutable]
-public sealed record StepReply([property: Id(0)] PooledBuffer Values, [property: Id(1)] bool Skipped);
+public sealed record StepReply([property: Id(0)] FloatPayload Values, [property: Id(1)] bool Skipped);
 
 /// <summary>What every shard does with one attempt at a synchronous step.</summary>
 public enum StepOutcome

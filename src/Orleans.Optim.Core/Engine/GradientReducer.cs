@@ -55,4 +55,44 @@ public static class GradientReducer
 
         return true;
     }
+
+    /// <summary>
+    /// Reduces the per-rank gradients as <see cref="Reduce"/> does, with the same bits, but in place: into the first
+    /// rank's array with a gradient, which saves copying it.
+    /// </summary>
+    /// <param name="perRank">
+    /// One entry per rank: the gradient, or <see langword="null"/> when that rank had none. An array may be longer than
+    /// <paramref name="length"/>; only its first <paramref name="length"/> elements count, and those of the returned
+    /// array are overwritten.
+    /// </param>
+    /// <param name="reduction">Mean or sum.</param>
+    /// <param name="length">The slice length.</param>
+    /// <returns>The array that holds the result in its first <paramref name="length"/> elements, or <see langword="null"/> when no rank pushed a gradient.</returns>
+    public static float[]? ReduceInPlace(IReadOnlyList<float[]?> perRank, GradientReduction reduction, int length)
+    {
+        float[]? result = null;
+        foreach (float[]? gradient in perRank)
+        {
+            if (gradient is null)
+            {
+                continue;
+            }
+
+            if (result is null)
+            {
+                result = gradient;
+            }
+            else
+            {
+                System.Numerics.Tensors.TensorPrimitives.Add(result.AsSpan(0, length), gradient.AsSpan(0, length), result.AsSpan(0, length));
+            }
+        }
+
+        if (result is not null && reduction == GradientReduction.Mean && perRank.Count > 1)
+        {
+            System.Numerics.Tensors.TensorPrimitives.Divide(result.AsSpan(0, length), (float)perRank.Count, result.AsSpan(0, length));
+        }
+
+        return result;
+    }
 }

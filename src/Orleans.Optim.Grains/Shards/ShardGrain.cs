@@ -13,7 +13,6 @@ using Orleans.Optim.Python;
 using Orleans.Optim.Tensors;
 using Orleans.Optim.Wire;
 using Orleans.Runtime;
-using Orleans.Serialization.Buffers;
 
 namespace Orleans.Optim.Shards;
 
@@ -36,6 +35,9 @@ internal sealed partial class ShardGrain(
 {
     private readonly ShardOptions _options = options.Value;
     private readonly Dictionary<Guid, (SliceState? State, StateOrderKey OrderKey)> _stagedLoads = [];
+
+    /// <summary>Sources of replies that may still read the slice's values; detached before the values change in place.</summary>
+    private readonly List<SharedFloatSource> _sentValues = [];
     private ParameterSlice? _slice;
     private PendingStep? _pending;
     private PendingStep? _voting;
@@ -143,8 +145,9 @@ internal sealed partial class ShardGrain(
             _pending is null ? [] : Enumerable.Range(0, _pending.Received.Length).Where(r => _pending.Received[r]).ToArray()));
 
     /// <inheritdoc/>
-    public async Task<StepReply> Step(long step, int rank, PooledBuffer gradient)
+    public async Task<StepReply> Step(long step, int rank, FloatPayload gradient)
     {
+        long replyToken = gradient.ReplyToken;
         PendingStep pending;
         try
         {
@@ -152,7 +155,7 @@ internal sealed partial class ShardGrain(
         }
         finally
         {
-            // The gradient was copied out, or rejected; either way its pooled segments go back now.
+            // The gradient was taken, or rejected; a received array that was not taken goes back to its pool now.
             gradient.Dispose();
         }
 
@@ -162,11 +165,11 @@ internal sealed partial class ShardGrain(
         }
 
         var result = await pending.Completion.Task;
-        return new StepReply(result.Values[rank], result.Skipped);
+        return new StepReply(FloatPayload.Share(result.Values, destinationToken: replyToken), result.Skipped);
     }
 
     /// <summary>Checks a gradient push against the step protocol and adds it to the step that collects gradients.</summary>
-    private PendingStep Receive(long step, int rank, in PooledBuffer gradient)
+    private PendingStep Receive(long step, int rank, FloatPayload gradient)
     {
         var config = persisted.State.Config ?? throw NotConfigured();
         var slice = _slice ?? throw new OptimizerFaultException(
@@ -188,12 +191,12 @@ internal sealed partial class ShardGrain(
             throw Rejected(config, $"Step {step} from rank {rank} is too far ahead: the optimizer is at step {_step}, so the next step is {_step + 1}.");
         }
 
-        if (gradient.Length != 0 && gradient.Length != (long)config.Shard.Length * sizeof(float))
+        if (gradient.Length != 0 && gradient.Length != config.Shard.Length)
         {
             throw Rejected(
                 config,
                 $"Gradient from rank {rank} for param {config.Shard.ParamId}, elements {config.Shard.Offset}..{config.Shard.Offset + config.Shard.Length}, " +
-                $"has {gradient.Length} bytes; expected {config.Shard.Length * sizeof(float)} (float32).");
+                $"has {gradient.Length} float32 values ({(long)gradient.Length * sizeof(float)} bytes); expected {config.Shard.Length} ({(long)config.Shard.Length * sizeof(float)} bytes).");
         }
 
         if (_voting is { } voting && voting.Step == step)
@@ -210,9 +213,9 @@ internal sealed partial class ShardGrain(
         pending.Received[rank] = true;
         if (gradient.Length != 0)
         {
-            float[] values = ArrayPool<float>.Shared.Rent(config.Shard.Length);
-            FloatBuffers.CopyTo(gradient, values.AsSpan(0, config.Shard.Length));
-            pending.Gradients[rank] = values;
+            // A received gradient's own array, or a copy of a gradient from this process, which the sender may change
+            // once its call returns.
+            pending.Gradients[rank] = gradient.TakeOrCopy();
         }
 
         pending.Count++;
@@ -363,26 +366,28 @@ internal sealed partial class ShardGrain(
 
     private async Task ApplyAsync(PendingStep pending)
     {
-        float[] reduced = ArrayPool<float>.Shared.Rent(pending.Config!.Shard.Length);
         try
         {
-            await ApplyAsync(pending, pending.Slice!, pending.Config, reduced);
+            await ApplyAsync(pending, pending.Slice!, pending.Config!);
         }
         finally
         {
-            ArrayPool<float>.Shared.Return(reduced);
+            pending.ReturnGradients();
         }
     }
 
-    /// <summary>Reduces the gradients into <paramref name="reducedBuffer"/>, votes, and applies or drops the step as the verdict says.</summary>
-    private async Task ApplyAsync(PendingStep pending, ParameterSlice slice, ShardConfig config, float[] reducedBuffer)
+    /// <summary>
+    /// Reduces the gradients in place into the first rank's gradient array, votes, and applies or drops the step as the
+    /// verdict says.
+    /// </summary>
+    private async Task ApplyAsync(PendingStep pending, ParameterSlice slice, ShardConfig config)
     {
         _pending = null;
         _voting = pending;
         int length = config.Shard.Length;
-        bool hasGradient = GradientReducer.Reduce(pending.Gradients, (GradientReduction)config.Reduction, reducedBuffer.AsSpan(0, length));
-        pending.ReturnGradients();
-        bool finite = !config.SkipNonFiniteSteps || !hasGradient || AllFinite(reducedBuffer.AsSpan(0, length));
+        float[]? reducedArray = GradientReducer.ReduceInPlace(pending.Gradients, (GradientReduction)config.Reduction, length);
+        bool hasGradient = reducedArray is not null;
+        bool finite = !config.SkipNonFiniteSteps || reducedArray is null || AllFinite(reducedArray.AsSpan(0, length));
         StepVerdict verdict;
         try
         {
@@ -421,22 +426,23 @@ internal sealed partial class ShardGrain(
         bool skipped = verdict.Outcome == StepOutcome.Skip;
         try
         {
-            if (!skipped)
+            if (!skipped && reducedArray is not null)
             {
-                slice.Step(reducedBuffer.AsSpan(0, length), hasGradient, pending.Step, KernelPaths.Default);
+                // The kernel updates the values in place, so replies of earlier steps that are still unsent get a copy first.
+                DetachSentValues();
+                slice.Step(reducedArray.AsSpan(0, length), hasGradient, pending.Step, KernelPaths.Default);
             }
 
             _step = pending.Step;
             _attempt = 0;
             _stepsSincePersist++;
 
-            // Every rank gets its own copy, because Orleans returns a pooled buffer to its pool once it has sent it.
-            var values = new PooledBuffer[config.WorldSize];
-            for (int rank = 0; rank < values.Length; rank++)
-            {
-                values[rank] = FloatBuffers.FromFloats(slice.Values);
-            }
-
+            // Every rank's reply reads the values from the slice itself, without a copy per rank.
+            // Sources that every rank has read need no copy later, so they are dropped here; this keeps the list short
+            // while steps without a gradient leave the values as they are.
+            var values = new SharedFloatSource(slice.Values, slice.Values.Length, config.WorldSize);
+            _sentValues.RemoveAll(sent => sent.TryRelease());
+            _sentValues.Add(values);
             pending.Completion.SetResult(new StepResult(values, skipped));
         }
         catch (Exception e)
@@ -450,6 +456,20 @@ internal sealed partial class ShardGrain(
         {
             await PersistAsync();
         }
+    }
+
+    /// <summary>
+    /// Makes every reply that may still read the slice's values keep a copy of them, or drop them once every rank read
+    /// them; called before the values change in place.
+    /// </summary>
+    private void DetachSentValues()
+    {
+        foreach (var sent in _sentValues)
+        {
+            sent.Detach();
+        }
+
+        _sentValues.Clear();
     }
 
     private async Task PersistAsync()
@@ -522,8 +542,8 @@ internal sealed partial class ShardGrain(
         return true;
     }
 
-    /// <summary>The outcome of one synchronous step on this shard: the new values for each rank, and whether the step was skipped.</summary>
-    private sealed record StepResult(PooledBuffer[] Values, bool Skipped);
+    /// <summary>The outcome of one synchronous step on this shard: the new values, which every rank's reply shares, and whether the step was skipped.</summary>
+    private sealed record StepResult(SharedFloatSource Values, bool Skipped);
 
     /// <summary>The gradients collected so far for one synchronous step.</summary>
     private sealed class PendingStep(long step, int attempt, int worldSize)
@@ -534,7 +554,10 @@ internal sealed partial class ShardGrain(
 
         public bool[] Received { get; } = new bool[worldSize];
 
-        /// <summary>Each rank's gradient in an array rented from <see cref="ArrayPool{T}.Shared"/>, at least the slice's length; <see langword="null"/> for none.</summary>
+        /// <summary>
+        /// Each rank's gradient in an array rented from <see cref="ArrayPool{T}.Shared"/>, at least the slice's length;
+        /// <see langword="null"/> for none. The reduction overwrites the first of them.
+        /// </summary>
         public float[]?[] Gradients { get; } = new float[worldSize][];
 
         public int Count { get; set; }

@@ -15,12 +15,7 @@ public sealed class ClusterOptimizerTests(ClusterFixture fixture)
 
     private static string NewName(string prefix) => $"{prefix}-{Interlocked.Increment(ref s_names)}";
 
-    private static Orleans.Serialization.Buffers.PooledBuffer Bytes(int count)
-    {
-        var buffer = new Orleans.Serialization.Buffers.PooledBuffer();
-        buffer.Write(new byte[count]);
-        return buffer;
-    }
+    private static FloatPayload Floats(float[] values) => FloatPayload.Borrow(values, 0, values.Length);
 
     private static OptimizerSpec AdamSpec(int worldSize, int maxShardElements, params long[][] shapes) => new()
     {
@@ -89,9 +84,8 @@ public sealed class ClusterOptimizerTests(ClusterFixture fixture)
     [Fact]
     public async Task StepFromSiloMatchesLocalReplay()
     {
-        // Called through a silo's own grain factory, the shards on that silo get local calls, whose pooled
-        // gradient and value buffers Orleans passes by reference, and the shards on the other silo get remote calls.
-        // Shards of 5,000 elements span several pooled segments. Rank 1 pushes no gradient for the second parameter.
+        // Called through a silo's own grain factory, the shards on that silo get local calls, whose gradient and value
+        // payloads Orleans passes by reference, and the shards on the other silo get remote calls. Rank 1 pushes no gradient for the second parameter.
         var grains = fixture.Cluster.Silos[0].ServiceProvider.GetRequiredService<IGrainFactory>();
         const int worldSize = 2;
         var spec = AdamSpec(worldSize, 5000, [20_000], [3000]);
@@ -126,6 +120,83 @@ public sealed class ClusterOptimizerTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task LocalCallsKeepGradientsAndRepliesIndependent()
+    {
+        // The shard's own silo calls it, so Orleans passes the payloads by reference instead of serializing them.
+        var spec = AdamSpec(2, 1000, [8]);
+        var random = new Random(3);
+        float[] initial = RandomVector(random, 8);
+        var optimizer = await ClusterOptimizer.CreateAsync(fixture.Client, NewName("local-payload"), spec, [initial]);
+        string silo = (await optimizer.GetShardStatusesAsync())[0].Silo;
+        var grains = fixture.Cluster.Silos.First(s => s.SiloAddress.ToString() == silo).ServiceProvider.GetRequiredService<IGrainFactory>();
+        var shard = grains.GetGrain<Grains.IShardGrain>(Grains.ShardKeys.For(optimizer.Name, 0));
+        var local = new LocalOptimizer(spec, [(float[])initial.Clone()]);
+        float[] g0 = RandomVector(random, 8);
+        float[] g1 = RandomVector(random, 8);
+        var mean = new float[8];
+        GradientReducer.Reduce([g0, g1], GradientReduction.Mean, mean);
+        local.Step([mean]);
+        float[] afterFirst = (float[])local.Parameter(0).Clone();
+
+        // Rank 0's gradient waits in the shard for rank 1's; once it is released, its array is overwritten.
+        var push0 = Floats(g0);
+        var first0 = shard.Step(1, 0, push0);
+        await push0.Released.WaitAsync(TimeSpan.FromSeconds(30));
+        Array.Fill(g0, 1000f);
+        var first1 = await shard.Step(1, 1, Floats(g1));
+        var first = new[] { await first0, first1 };
+
+        // Step 2 updates the values in place before either reply of step 1 is read.
+        float[] h0 = RandomVector(random, 8);
+        float[] h1 = RandomVector(random, 8);
+        var second = await Task.WhenAll(shard.Step(2, 0, Floats(h0)), shard.Step(2, 1, Floats(h1)));
+        GradientReducer.Reduce([h0, h1], GradientReduction.Mean, mean);
+        local.Step([mean]);
+
+        Assert.All(first.Concat(second), reply => Assert.False(reply.Values.IsOwned, "The reply was serialized, so the call was not local."));
+        Assert.All(first, reply => Assert.Null(StateDictComparison.ArrayDifference(afterFirst, Read(reply))));
+        Assert.All(second, reply => Assert.Null(StateDictComparison.ArrayDifference(local.Parameter(0), Read(reply))));
+
+        static float[] Read(Wire.StepReply reply)
+        {
+            var values = new float[reply.Values.Length];
+            reply.Values.CopyTo(values);
+            reply.Values.Dispose();
+            return values;
+        }
+    }
+
+    [Fact]
+    public async Task CancelledStepLeavesCallerArrays()
+    {
+        // Rank 0 stops waiting while the shards wait for rank 1. Its gradients were sent by then, and its value
+        // arrays get no write after the cancelled call returns, although the step completes later.
+        var spec = AdamSpec(2, 3, [8]);
+        var random = new Random(21);
+        float[] initial = RandomVector(random, 8);
+        var first = await ClusterOptimizer.CreateAsync(fixture.Client, NewName("cancelled"), spec, [initial]);
+        var second = await ClusterOptimizer.AttachAsync(fixture.Client, first.Name);
+        float[] g0 = RandomVector(random, 8);
+        float[] g1 = RandomVector(random, 8);
+        var mean = new float[8];
+        GradientReducer.Reduce([g0, g1], GradientReduction.Mean, mean);
+        var local = new LocalOptimizer(spec, [(float[])initial.Clone()]);
+        local.Step([mean]);
+        float[][] cancelledValues = [Enumerable.Repeat(-7f, 8).ToArray()];
+
+        using var cancellation = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => first.StepAsync(0, [g0], cancelledValues, cancellation.Token));
+        Array.Fill(g0, 1000f);
+        float[][] values = [new float[8]];
+        await second.StepAsync(1, [g1], values);
+        await Task.Delay(500);
+
+        Assert.Null(StateDictComparison.ArrayDifference(local.Parameter(0), values[0]));
+        Assert.All(cancelledValues[0], value => Assert.Equal(-7f, value));
+        Assert.Equal(0, first.StepCount);
+    }
+
+    [Fact]
     public async Task DuplicateRankRejectedStateKept()
     {
         var spec = AdamSpec(2, 1000, [4]);
@@ -152,17 +223,17 @@ public sealed class ClusterOptimizerTests(ClusterFixture fixture)
         var optimizer = await ClusterOptimizer.CreateAsync(fixture.Client, NewName("bad-push"), spec, [new float[4]]);
         var shard = fixture.Client.GetGrain<Grains.IShardGrain>(Grains.ShardKeys.For(optimizer.Name, 0));
 
-        var badRank = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(1, 1, FloatBuffers.FromFloats(new float[4])));
+        var badRank = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(1, 1, Floats(new float[4])));
         Assert.Contains("Invalid rank 1: expected 0 <= rank < world_size = 1", badRank.Message);
 
-        var badLength = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(1, 0, Bytes(12)));
-        Assert.Contains("has 12 bytes; expected 16", badLength.Message);
+        var badLength = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(1, 0, Floats(new float[3])));
+        Assert.Contains("has 3 float32 values (12 bytes); expected 4 (16 bytes)", badLength.Message);
 
-        var ahead = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(3, 0, FloatBuffers.FromFloats(new float[4])));
+        var ahead = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(3, 0, Floats(new float[4])));
         Assert.Contains("Step 3 from rank 0 is too far ahead: the optimizer is at step 0", ahead.Message);
 
         await optimizer.StepAsync(0, [[1f, 1f, 1f, 1f]]);
-        var stale = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(1, 0, FloatBuffers.FromFloats(new float[4])));
+        var stale = await Assert.ThrowsAsync<OptimizerFaultException>(() => shard.Step(1, 0, Floats(new float[4])));
         Assert.Contains("Step 1 from rank 0 is already applied", stale.Message);
         Assert.Equal(1, (await shard.GetStatus()).Step);
     }
@@ -235,7 +306,7 @@ public sealed class ClusterOptimizerTests(ClusterFixture fixture)
         float[] gradient1 = RandomVector(random, 12);
 
         var partialPush = fixture.Client.GetGrain<Grains.IShardGrain>(Grains.ShardKeys.For(survivor.Name, 0))
-            .Step(1, 0, FloatBuffers.FromFloats(gradient0[..4]));
+            .Step(1, 0, Floats(gradient0[..4]));
         var error = await Assert.ThrowsAsync<OptimizerFaultException>(() => survivor.StepAsync(1, [gradient1]));
         var partialError = await Assert.ThrowsAsync<OptimizerFaultException>(() => partialPush);
         var statuses = await survivor.GetShardStatusesAsync();

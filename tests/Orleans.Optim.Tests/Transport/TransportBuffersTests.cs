@@ -4,7 +4,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Orleans.Networking.Shared;
 using Orleans.Optim.Wire;
-using Orleans.Serialization.Buffers;
 
 namespace Orleans.Optim.Tests.Transport;
 
@@ -66,31 +65,5 @@ public sealed class TransportBuffersTests
         Assert.Throws<ObjectDisposedException>(() => first.Memory);
         Assert.True(second.Memory.Span == array.Span, "The returned block was not reused.");
         Assert.False(third.Memory.Span == array.Span, "A block disposed twice was handed out twice.");
-    }
-
-    [Fact]
-    public void FloatBuffersRoundTrip()
-    {
-        // 10,000 floats span several pooled segments.
-        float[] values = Enumerable.Range(0, 10_000).Select(i => i * 0.5f - 7f).ToArray();
-        using var buffer = FloatBuffers.FromFloats(values);
-        var copy = new float[values.Length];
-
-        FloatBuffers.CopyTo(buffer, copy);
-
-        Assert.Equal(values.Length * sizeof(float), buffer.Length);
-        Assert.Equal(values, copy);
-        var error = Assert.Throws<ArgumentException>(() => FloatBuffers.CopyTo(buffer, new float[9_999]));
-        Assert.Contains("Expected 9999 float32 values (39996 bytes), found 40000 bytes.", error.Message);
-    }
-
-    [Fact]
-    public void EmptyBufferHasNoBytes()
-    {
-        using var buffer = new PooledBuffer();
-
-        FloatBuffers.CopyTo(buffer, Span<float>.Empty);
-
-        Assert.Equal(0, buffer.Length);
     }
 }
