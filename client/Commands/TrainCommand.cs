@@ -130,7 +130,7 @@ public static class TrainCommand
 
             if (parseResult.GetValue(name) is { } givenName && Orleans.Optim.Grains.ShardKeys.Validate(givenName) is { } nameError)
             {
-                throw new ArgumentException($"Invalid --name: {nameError}");
+                throw new ArgumentException(nameError.Replace("Invalid optimizer name", "Invalid --name", StringComparison.Ordinal));
             }
 
             int every = parseResult.GetValue(checkpointEvery);

@@ -67,7 +67,7 @@ public sealed class ConformanceRunner(IGrainFactory grains, int maxShardElements
         }
         catch (Exception e) when (e is FormatException or IOException or System.Text.Json.JsonException)
         {
-            // A file given by mistake, such as a README, fails here: say what a case file is.
+            // A file given by mistake, such as a README, fails here, so the message explains what a case file is.
             return new CaseResult(
                 name,
                 CaseOutcome.Fail,

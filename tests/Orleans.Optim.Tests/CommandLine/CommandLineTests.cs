@@ -63,7 +63,7 @@ public sealed class CommandLineTests : IDisposable
 
     [Theory]
     [InlineData("--shard-size", "3000000", "error: Invalid --shard-size 3000000: expected 1 to 2097152 elements.")]
-    [InlineData("--name", "bad/name", "error: Invalid --name: Invalid optimizer name 'bad/name': use only ASCII letters, digits, '-', '_' and '.', such as 'run-42'.")]
+    [InlineData("--name", "bad/name", "error: Invalid --name 'bad/name': use only ASCII letters, digits, '-', '_' and '.', such as 'run-42'.")]
     public void TrainRejectsBadValueBeforeCluster(string option, string value, string expected)
     {
         var result = CommandRunner.RunClient(["train", option, value, "--checkpoint-dir", "run"], _folder);
