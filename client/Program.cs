@@ -20,7 +20,11 @@ var root = new RootCommand("Orleans.Optim: a PyTorch-compatible optimizer held b
 var parseResult = root.Parse(args);
 if (parseResult.Errors.Count > 0 && !args.Any(a => a is "-h" or "--help" or "-?"))
 {
-    foreach (var parseError in parseResult.Errors)
+    // A misspelt command also yields "Required command was not provided", which only repeats the other error.
+    var errors = parseResult.Errors.Count > 1
+        ? parseResult.Errors.Where(e => e.Message != "Required command was not provided.").ToList()
+        : parseResult.Errors.ToList();
+    foreach (var parseError in errors)
     {
         Console.Error.WriteLine($"error: {parseError.Message}");
     }

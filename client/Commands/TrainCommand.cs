@@ -81,6 +81,12 @@ public static class TrainCommand
             if (resumeFrom is not null)
             {
                 resumeFrom = TrainingCheckpoint.Locate(resumeFrom);
+                if (!IsGiven(parseResult, checkpointDir))
+                {
+                    // A resumed run writes its checkpoints next to the one it continues, not into the default folder.
+                    checkpointDirectory = Path.GetDirectoryName(Path.GetFullPath(resumeFrom))!;
+                }
+
                 var checkpoint = TrainingCheckpoint.Read(resumeFrom);
                 var saved = checkpoint.Settings;
                 resumedEpoch = checkpoint.Epoch;
@@ -139,7 +145,10 @@ public static class TrainCommand
                 throw new ArgumentException($"Invalid --checkpoint-every {every}: expected 0 or more epochs.");
             }
 
-            PrepareCheckpointDirectory(checkpointDirectory, fresh: resumeFrom is null, parseResult.GetValue(overwrite));
+            // A resumed run may write into its own run folder; any other folder must not hold another run's checkpoints.
+            bool ownRunFolder = resumeFrom is not null
+                && string.Equals(Path.GetFullPath(checkpointDirectory).TrimEnd(Path.DirectorySeparatorChar), Path.GetDirectoryName(Path.GetFullPath(resumeFrom)), StringComparison.Ordinal);
+            PrepareCheckpointDirectory(checkpointDirectory, fresh: !ownRunFolder, parseResult.GetValue(overwrite));
             string? summaryPath = parseResult.GetValue(summary);
             if (summaryPath is not null && Path.GetDirectoryName(Path.GetFullPath(summaryPath)) is { } summaryFolder)
             {

@@ -77,6 +77,26 @@ public sealed class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public void ResumeWritesIntoResumedRunFolder()
+    {
+        var first = CommandRunner.RunClient(["train", "--epochs", "1", "--checkpoint-dir", "first"], _folder);
+        var other = CommandRunner.RunClient(["train", "--epochs", "1", "--optimizer", "SGD", "--checkpoint-dir", "other"], _folder);
+        Assert.True(first.ExitCode == 0, first.Error);
+        Assert.True(other.ExitCode == 0, other.Error);
+
+        var resumed = CommandRunner.RunClient(["train", "--epochs", "2", "--resume", "first"], _folder);
+        var mixed = CommandRunner.RunClient(["train", "--epochs", "3", "--resume", "first", "--checkpoint-dir", "other"], _folder);
+
+        Assert.True(resumed.ExitCode == 0, resumed.Error);
+        Assert.Contains($"checkpoint {Path.Combine(_folder, "first", "epoch-0002")}", resumed.Output);
+        Assert.True(Directory.Exists(Path.Combine(_folder, "first", "epoch-0002")));
+        Assert.False(Directory.Exists(Path.Combine(_folder, "runs")));
+        Assert.Equal(1, mixed.ExitCode);
+        Assert.Contains("--checkpoint-dir 'other' already contains checkpoints of another run (epoch-0001).", mixed.Error);
+        Assert.Single(Directory.GetDirectories(Path.Combine(_folder, "other"), "epoch-*"));
+    }
+
+    [Fact]
     public void ResumeWithoutWorkLeftStartsNothing()
     {
         var trained = CommandRunner.RunClient(["train", "--epochs", "2", "--checkpoint-dir", "run"], _folder);
