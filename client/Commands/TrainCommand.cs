@@ -78,13 +78,15 @@ public static class TrainCommand
             string? resumeFrom = parseResult.GetValue(resume);
             var overrides = new List<KeyValuePair<string, object?>>();
             int resumedEpoch = 0;
+            string? resumedRunFolder = null;
             if (resumeFrom is not null)
             {
                 resumeFrom = TrainingCheckpoint.Locate(resumeFrom);
+                resumedRunFolder = Path.GetDirectoryName(Path.GetFullPath(resumeFrom))!;
                 if (!IsGiven(parseResult, checkpointDir))
                 {
                     // A resumed run writes its checkpoints next to the one it continues, not into the default folder.
-                    checkpointDirectory = Path.GetDirectoryName(Path.GetFullPath(resumeFrom))!;
+                    checkpointDirectory = resumedRunFolder;
                 }
 
                 var checkpoint = TrainingCheckpoint.Read(resumeFrom);
@@ -146,8 +148,8 @@ public static class TrainCommand
             }
 
             // A resumed run may write into its own run folder; any other folder must not hold another run's checkpoints.
-            bool ownRunFolder = resumeFrom is not null
-                && string.Equals(Path.GetFullPath(checkpointDirectory).TrimEnd(Path.DirectorySeparatorChar), Path.GetDirectoryName(Path.GetFullPath(resumeFrom)), StringComparison.Ordinal);
+            bool ownRunFolder = resumedRunFolder is not null
+                && string.Equals(Path.GetFullPath(checkpointDirectory).TrimEnd(Path.DirectorySeparatorChar), resumedRunFolder, StringComparison.Ordinal);
             PrepareCheckpointDirectory(checkpointDirectory, fresh: !ownRunFolder, parseResult.GetValue(overwrite));
             string? summaryPath = parseResult.GetValue(summary);
             if (summaryPath is not null && Path.GetDirectoryName(Path.GetFullPath(summaryPath)) is { } summaryFolder)

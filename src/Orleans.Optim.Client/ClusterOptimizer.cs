@@ -626,47 +626,33 @@ public sealed class ClusterOptimizer
 
     private IOptimizerGrain CoordinatorGrain => Coordinator(_grains, Name);
 
-    private async Task<ShardSnapshot[]> ConsistentSnapshotsAsync()
-    {
-        for (int attempt = 1; ; attempt++)
-        {
-            var snapshots = await Task.WhenAll(Layout.Shards.Select(shard => Shard(shard.Index).Snapshot()));
-            long min = snapshots.Min(s => s.Step);
-            long max = snapshots.Max(s => s.Step);
-            if (min == max)
-            {
-                return snapshots;
-            }
-
-            if (attempt == ConsistentCutAttempts)
-            {
-                throw new OptimizerFaultException(
-                    OptimizerFault.Inconsistent,
-                    $"Optimizer '{Name}': shards stayed at different steps ({min} to {max}) over {ConsistentCutAttempts} attempts. " +
-                    "Take the state dict between steps, for example from a worker right after its step returns.");
-            }
-
-            await Task.Delay(s_consistentCutDelay);
-        }
-    }
+    private Task<ShardSnapshot[]> ConsistentSnapshotsAsync() =>
+        ConsistentCutAsync(() => Task.WhenAll(Layout.Shards.Select(shard => Shard(shard.Index).Snapshot())), snapshot => snapshot.Step);
 
     /// <summary>
     /// Reads <paramref name="count"/> bytes of every shard's state tensors with the state's header, repeating until
     /// every reply comes from one step.
     /// </summary>
-    private async Task<ShardStateChunk[]> ConsistentStateReadsAsync(int count)
+    private Task<ShardStateChunk[]> ConsistentStateReadsAsync(int count) =>
+        ConsistentCutAsync(
+            // A first read through this handle calls each shard on its own; later ones batch the shards of each silo.
+            () => _stateReads.ReadAsync(
+                ShardStateChunk.AnyStep,
+                [.. Layout.Shards.Select(shard => new ChunkRequest(shard.Index, 0, Math.Min(count, (long)shard.Length * sizeof(float) * ExpectedStateTensors)))]),
+            chunk => chunk.Step);
+
+    /// <summary>Reads every shard with <paramref name="read"/>, repeating until every reply comes from one step.</summary>
+    /// <exception cref="OptimizerFaultException">The shards were at different steps in every attempt.</exception>
+    private async Task<T[]> ConsistentCutAsync<T>(Func<Task<T[]>> read, Func<T, long> stepOf)
     {
         for (int attempt = 1; ; attempt++)
         {
-            // A first read through this handle calls each shard on its own; later ones batch the shards of each silo.
-            var chunks = await _stateReads.ReadAsync(
-                ShardStateChunk.AnyStep,
-                [.. Layout.Shards.Select(shard => new ChunkRequest(shard.Index, 0, Math.Min(count, (long)shard.Length * sizeof(float) * ExpectedStateTensors)))]);
-            long min = chunks.Min(s => s.Step);
-            long max = chunks.Max(s => s.Step);
+            var replies = await read();
+            long min = replies.Min(stepOf);
+            long max = replies.Max(stepOf);
             if (min == max)
             {
-                return chunks;
+                return replies;
             }
 
             if (attempt == ConsistentCutAttempts)

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Numerics.Tensors;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Concurrency;
@@ -149,9 +150,11 @@ internal sealed partial class ShardGrain(
     {
         long replyToken = gradient.ReplyToken;
         PendingStep pending;
+        ParameterSlice slice;
+        ShardConfig config;
         try
         {
-            pending = Receive(step, rank, gradient);
+            (pending, slice, config) = Receive(step, rank, gradient);
         }
         finally
         {
@@ -161,15 +164,25 @@ internal sealed partial class ShardGrain(
 
         if (pending.Count == pending.Received.Length)
         {
-            await ApplyAsync(pending);
+            try
+            {
+                await ApplyAsync(pending, slice, config);
+            }
+            finally
+            {
+                pending.ReturnGradients();
+            }
         }
 
         var result = await pending.Completion.Task;
         return new StepReply(FloatPayload.Share(result.Values, destinationToken: replyToken), result.Skipped);
     }
 
-    /// <summary>Checks a gradient push against the step protocol and adds it to the step that collects gradients.</summary>
-    private PendingStep Receive(long step, int rank, FloatPayload gradient)
+    /// <summary>
+    /// Checks a gradient push against the step protocol and adds it to the step that collects gradients, which it
+    /// returns with the slice and configuration it was checked against.
+    /// </summary>
+    private (PendingStep Pending, ParameterSlice Slice, ShardConfig Config) Receive(long step, int rank, FloatPayload gradient)
     {
         var config = persisted.State.Config ?? throw NotConfigured();
         var slice = _slice ?? throw new OptimizerFaultException(
@@ -219,9 +232,7 @@ internal sealed partial class ShardGrain(
         }
 
         pending.Count++;
-        pending.Slice = slice;
-        pending.Config = config;
-        return pending;
+        return (pending, slice, config);
     }
 
     /// <inheritdoc/>
@@ -364,21 +375,9 @@ internal sealed partial class ShardGrain(
         pending.Fail(new OptimizerFaultException(OptimizerFault.StepTimedOut, reason));
     }
 
-    private async Task ApplyAsync(PendingStep pending)
-    {
-        try
-        {
-            await ApplyAsync(pending, pending.Slice!, pending.Config!);
-        }
-        finally
-        {
-            pending.ReturnGradients();
-        }
-    }
-
     /// <summary>
-    /// Reduces the gradients in place into the first rank's gradient array, votes, and applies or drops the step as the
-    /// verdict says.
+    /// Reduces the gradients in place into the first rank's gradient array, votes, and applies or drops the step
+    /// according to the verdict.
     /// </summary>
     private async Task ApplyAsync(PendingStep pending, ParameterSlice slice, ShardConfig config)
     {
@@ -387,7 +386,7 @@ internal sealed partial class ShardGrain(
         int length = config.Shard.Length;
         float[]? reducedArray = GradientReducer.ReduceInPlace(pending.Gradients, (GradientReduction)config.Reduction, length);
         bool hasGradient = reducedArray is not null;
-        bool finite = !config.SkipNonFiniteSteps || reducedArray is null || AllFinite(reducedArray.AsSpan(0, length));
+        bool finite = !config.SkipNonFiniteSteps || reducedArray is null || TensorPrimitives.IsFiniteAll<float>(reducedArray.AsSpan(0, length));
         StepVerdict verdict;
         try
         {
@@ -437,9 +436,9 @@ internal sealed partial class ShardGrain(
             _attempt = 0;
             _stepsSincePersist++;
 
-            // Every rank's reply reads the values from the slice itself, without a copy per rank.
-            // Sources that every rank has read need no copy later, so they are dropped here; this keeps the list short
-            // while steps without a gradient leave the values as they are.
+            // Every rank's reply reads the values from the slice itself, without a copy per rank. Sources that every rank
+            // has read need no copy later, so they are dropped here. That keeps the list short while steps without a
+            // gradient leave the values as they are.
             var values = new SharedFloatSource(slice.Values, slice.Values.Length, config.WorldSize);
             _sentValues.RemoveAll(sent => sent.TryRelease());
             _sentValues.Add(values);
@@ -459,8 +458,8 @@ internal sealed partial class ShardGrain(
     }
 
     /// <summary>
-    /// Makes every reply that may still read the slice's values keep a copy of them, or drop them once every rank read
-    /// them; called before the values change in place.
+    /// Makes every reply that may still read the slice's values keep a copy of them, or drop them once every rank has
+    /// read them. Called before the values change in place.
     /// </summary>
     private void DetachSentValues()
     {
@@ -529,19 +528,6 @@ internal sealed partial class ShardGrain(
     [LoggerMessage(Level = LogLevel.Error, Message = "Step {Step} of optimizer {Optimizer} failed on shard {Shard}")]
     private static partial void LogStepFailed(ILogger logger, Exception exception, string optimizer, int shard, long step);
 
-    private static bool AllFinite(ReadOnlySpan<float> values)
-    {
-        foreach (float value in values)
-        {
-            if (!float.IsFinite(value))
-            {
-                return false;
-            }
-        }
-
-        return true;
-    }
-
     /// <summary>The outcome of one synchronous step on this shard: the new values, which every rank's reply shares, and whether the step was skipped.</summary>
     private sealed record StepResult(SharedFloatSource Values, bool Skipped);
 
@@ -561,11 +547,6 @@ internal sealed partial class ShardGrain(
         public float[]?[] Gradients { get; } = new float[worldSize][];
 
         public int Count { get; set; }
-
-        /// <summary>The slice and configuration as of the latest push.</summary>
-        public ParameterSlice? Slice { get; set; }
-
-        public ShardConfig? Config { get; set; }
 
         public TaskCompletionSource<StepResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
