@@ -211,8 +211,9 @@ public sealed class FloatPayload : IDisposable
         _released?.TrySetResult();
 
         // A received payload is written only when Orleans sends it on, as a gateway silo forwards a call to the silo of
-        // its grain. Orleans writes a message at most once, so its array goes back to the pool now, as Orleans'
-        // PooledBufferCodec does with a PooledBuffer.
+        // its grain. Orleans writes a message at most once (by its source, main branch of August 2026, a message already
+        // written to a failed connection is rejected, not re-sent), so the array goes back to the pool now, as
+        // Orleans' PooledBufferCodec does with a PooledBuffer.
         Dispose();
     }
 
@@ -428,7 +429,7 @@ public sealed class ReplyDestination : IDisposable
 /// read in block copies without an intermediate buffer.
 /// </summary>
 /// <remarks>
-/// The field holds the byte count, then the payload's <see cref="FloatPayload.ReplyToken"/> and
+/// The field contains the byte count, then the payload's <see cref="FloatPayload.ReplyToken"/> and
 /// <see cref="FloatPayload.DestinationToken"/> as 64-bit little-endian integers, then the values.
 /// </remarks>
 [RegisterSerializer]

@@ -67,7 +67,7 @@ public static class GradientReducer
     /// </param>
     /// <param name="reduction">Mean or sum.</param>
     /// <param name="length">The slice length.</param>
-    /// <returns>The array that holds the result in its first <paramref name="length"/> elements, or <see langword="null"/> when no rank pushed a gradient.</returns>
+    /// <returns>The array that contains the result in its first <paramref name="length"/> elements, or <see langword="null"/> when no rank pushed a gradient.</returns>
     public static float[]? ReduceInPlace(IReadOnlyList<float[]?> perRank, GradientReduction reduction, int length)
     {
         float[]? result = null;
